@@ -1,0 +1,435 @@
+"""One LLM call: the record every adapter fills and the core turns into a span and metrics.
+
+Two lifecycle shapes share this class: ``start()`` / ``end()`` / ``fail()`` for
+framework callbacks, and the ``llm_call()`` context manager (on which the
+decorator is built) for call sites.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+
+from llm_otel import _names as n
+from llm_otel._content import input_messages_json, output_messages_json
+from llm_otel._context import ambient_labels, current_call, request_rollup
+from llm_otel._errors import error_type_of, is_rate_limit
+from llm_otel._extract import ResponseFacts, facts_from, usage_from_mapping
+from llm_otel._log import internal_error, log_once
+from llm_otel._runtime import Telemetry, current
+from llm_otel._usage import TokenUsage, UsageProblems
+
+UsageReader = Callable[[Any], Any]
+
+
+@dataclass(frozen=True)
+class CallSpec:
+    """What is known before the call: fixed at decoration time, reused for every call."""
+
+    operation: str = "chat"
+    provider: str | None = None
+    model: str | None = None
+    task_type: str | None = None
+    prompt_name: str | None = None
+    prompt_version: str | None = None
+    usage: UsageReader | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+    def static_labels(self) -> dict[str, str]:
+        static = {n.GEN_AI_OPERATION_NAME: self.operation}
+        for key, value in (
+            (n.LLM_TASK_TYPE, self.task_type),
+            (n.LLM_PROMPT_NAME, self.prompt_name),
+            (n.LLM_PROMPT_VERSION, self.prompt_version),
+        ):
+            if value is not None:
+                static[key] = str(value)
+        static.update(self.labels)
+        return static
+
+
+class LLMCall:
+    """Handle for one call in progress. Setters never raise; bad values are counted as unknown."""
+
+    def __init__(
+        self,
+        spec: CallSpec | None = None,
+        *,
+        model: str | None = None,
+        provider: str | None = None,
+        parent: otel_context.Context | None = None,
+        request_attributes: Mapping[str, Any] | None = None,
+        telemetry: Telemetry | None = None,
+    ) -> None:
+        self.spec = spec or CallSpec()
+        self.telemetry = telemetry or current()
+        self.request_model = model or self.spec.model
+        self.provider = provider or self.spec.provider
+        self.facts = ResponseFacts()
+        self.problems = UsageProblems()
+        self.span: Span = trace.INVALID_SPAN
+        self.ended = False
+        self.streaming = False
+        self.chunks = 0
+        self.time_to_first_chunk_s: float | None = None
+        self.cost_usd: float | None = None
+        self.labels: dict[str, str] = {}
+        self._parent = parent
+        self._request_attributes = request_attributes
+        self._input_messages: Any = None
+        self._start = 0.0
+        self._token: object | None = None
+        self._call_token: Any = None
+
+    # -- lifecycle -------------------------------------------------------
+    def start(self, *, activate: bool = False) -> LLMCall:
+        """Open the span; ``activate`` makes it the current span (and this the current call)."""
+        try:
+            self.labels = {**self.spec.static_labels(), **ambient_labels.get()}
+            operation = self.spec.operation
+            name = f"{operation} {self.request_model}" if self.request_model else operation
+            self.span = self.telemetry.tracer.start_span(name, context=self._parent, kind=SpanKind.CLIENT)
+            if self.span.is_recording():
+                self.span.set_attributes(self._start_attributes())
+            if activate:
+                self._token = otel_context.attach(trace.set_span_in_context(self.span, self._parent))
+                self._call_token = current_call.set(self)
+        except Exception as exc:
+            internal_error("call.start", exc)
+        self._start = time.perf_counter()
+        return self
+
+    def end(self) -> None:
+        self._finish(None)
+
+    def fail(self, error: BaseException | str) -> None:
+        """Finish as failed; ``error`` is the exception (or an error.type string from a callback)."""
+        self._finish(error)
+
+    # -- what the call returned ------------------------------------------
+    def set_response(self, response: Any) -> None:
+        try:
+            want_text = self.telemetry.wants_text
+            self.facts.absorb(facts_from(response, self.problems, want_text=want_text))
+            if self.spec.usage is not None:
+                self._apply_usage_reader(response)
+        except Exception as exc:
+            internal_error("call.set_response", exc)
+
+    def add_chunk(self, chunk: Any) -> None:
+        """One streamed chunk or event: the first sets time to first chunk."""
+        if self.chunks == 0:
+            self.time_to_first_chunk_s = time.perf_counter() - self._start
+        self.chunks += 1
+        self.streaming = True
+        try:
+            self.facts.absorb(facts_from(chunk, self.problems, want_text=self.telemetry.wants_text))
+        except Exception as exc:
+            internal_error("call.add_chunk", exc)
+
+    def set_usage(
+        self,
+        usage: Any = None,
+        *,
+        input_tokens: Any = None,
+        output_tokens: Any = None,
+        cache_read_input_tokens: Any = None,
+        cache_creation_input_tokens: Any = None,
+        reasoning_output_tokens: Any = None,
+    ) -> None:
+        """Usage as a provider-shaped object/dict, or as single counts (input includes cached tokens)."""
+        try:
+            if isinstance(usage, TokenUsage):
+                self.facts.usage = self.facts.usage.merged(usage)
+                return
+            if usage is not None:
+                self.facts.usage = self.facts.usage.merged(usage_from_mapping(usage, self.problems))
+                return
+            self.facts.usage = self.facts.usage.merged(
+                usage_from_mapping(
+                    {
+                        "input_tokens": input_tokens,
+                        "output_tokens": output_tokens,
+                        "input_token_details": {
+                            "cache_read": cache_read_input_tokens,
+                            "cache_creation": cache_creation_input_tokens,
+                        },
+                        "output_token_details": {"reasoning": reasoning_output_tokens},
+                    },
+                    self.problems,
+                )
+            )
+        except Exception as exc:
+            internal_error("call.set_usage", exc)
+
+    def set_response_model(self, model: str | None) -> None:
+        if isinstance(model, str) and model:
+            self.facts.response_model = model
+
+    def set_response_id(self, response_id: str | None) -> None:
+        if isinstance(response_id, str) and response_id:
+            self.facts.response_id = response_id
+
+    def set_finish_reasons(self, reasons: Sequence[str] | str | None) -> None:
+        if isinstance(reasons, str):
+            reasons = [reasons]
+        self.facts.finish_reasons = [str(r) for r in reasons or () if r]
+
+    def set_provider(self, provider: str | None) -> None:
+        if provider:
+            self.provider = provider
+
+    def set_request_model(self, model: str | None) -> None:
+        if model and not self.request_model:
+            self.request_model = model
+            if self.span.is_recording():
+                self.span.update_name(f"{self.spec.operation} {model}")
+                self.span.set_attribute(n.GEN_AI_REQUEST_MODEL, model)
+
+    def set_input_messages(self, messages: Any) -> None:
+        self._input_messages = messages
+
+    @property
+    def input_messages(self) -> Any:
+        return self._input_messages
+
+    def add_output_text(self, text: str) -> None:
+        if self.telemetry.wants_text and isinstance(text, str):
+            self.facts.output_text.append(text)
+
+    # -- internals -------------------------------------------------------
+    def _apply_usage_reader(self, response: Any) -> None:
+        reader = self.spec.usage
+        assert reader is not None
+        try:
+            found = reader(response)
+        except Exception as exc:
+            log_once(f"usage-reader:{type(exc).__name__}", "llm-otel: usage= callable raised %r; usage unknown", exc)
+            self.problems.add("usage_reader:raised")
+            return
+        if found is not None:
+            self.set_usage(found)
+
+    def _start_attributes(self) -> dict[str, Any]:
+        attributes: dict[str, Any] = {k: v for k, v in self.labels.items()}
+        if self.provider:
+            attributes[n.GEN_AI_PROVIDER_NAME] = self.provider
+        if self.request_model:
+            attributes[n.GEN_AI_REQUEST_MODEL] = self.request_model
+        for key, value in (self._request_attributes or {}).items():
+            if isinstance(value, (str, bool, int, float)):
+                attributes[key] = value
+        return attributes
+
+    def _finish(self, error: BaseException | str | None) -> None:
+        if self.ended:
+            return
+        self.ended = True
+        duration = time.perf_counter() - self._start
+        try:
+            self._record(duration, error)
+        except Exception as exc:
+            internal_error("call.finish", exc)
+        finally:
+            self.deactivate()
+            try:
+                self.span.end()
+            except Exception as exc:
+                internal_error("span.end", exc)
+
+    def deactivate(self) -> None:
+        """Stop being the current span/call (the call itself stays open, e.g. for a returned stream)."""
+        if self._token is not None:
+            try:
+                otel_context.detach(self._token)  # type: ignore[arg-type]
+            except Exception as exc:  # detaching in another context; the span still ends
+                internal_error("call.detach", exc)
+            self._token = None
+        if self._call_token is not None:
+            try:
+                current_call.reset(self._call_token)
+            except ValueError:
+                current_call.set(None)
+            self._call_token = None
+
+    def _record(self, duration: float, error: BaseException | str | None) -> None:
+        telemetry = self.telemetry
+        facts = self.facts
+        usage = facts.usage
+        provider = self.provider or facts.provider
+        request_model = self.request_model or facts.response_model
+        priced_model = facts.response_model or request_model
+
+        error_type = None
+        rate_limited = False
+        if error is not None:
+            error_type = error if isinstance(error, str) else error_type_of(error)
+            rate_limited = error_type == n.RATE_LIMIT_ERROR_TYPE or (
+                isinstance(error, BaseException) and is_rate_limit(error)
+            )
+
+        quote = None
+        unpriced = False
+        if usage.known:
+            quote = telemetry.prices.quote(provider, priced_model, usage)
+            if quote.cost_usd is None and facts.response_model and request_model != facts.response_model:
+                quote = telemetry.prices.quote(provider, request_model, usage)
+            self.cost_usd = quote.cost_usd
+            unpriced = quote.cost_usd is None
+        elif error is None:
+            unpriced = True
+            self.problems.add("usage:missing")
+        for reason in self.problems.reasons:
+            telemetry.recorder.count_unknown_input("usage", reason)
+            log_once(f"usage-problem:{reason}", "llm-otel: usage payload problem %r; recorded as unknown", reason)
+
+        labels = dict(self.labels)
+        labels[n.GEN_AI_PROVIDER_NAME] = provider or n.UNKNOWN_VALUE
+        labels[n.GEN_AI_REQUEST_MODEL] = request_model or n.UNKNOWN_VALUE
+        if facts.response_model:
+            labels[n.GEN_AI_RESPONSE_MODEL] = facts.response_model
+        if error_type is not None:
+            labels[n.ERROR_TYPE] = error_type
+        bounded = telemetry.recorder.bound(labels)
+        telemetry.recorder.record_call(
+            bounded,
+            duration_s=duration,
+            usage=usage,
+            cost_usd=self.cost_usd,
+            unpriced=unpriced,
+            time_to_first_chunk_s=self.time_to_first_chunk_s,
+            error_type=error_type,
+            rate_limited=rate_limited,
+            context_window=quote.context_window if quote is not None else None,
+        )
+        self.labels = bounded
+
+        rollup = request_rollup.get()
+        if rollup is not None:
+            rollup.add(
+                input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens,
+                cost_usd=self.cost_usd,
+                failed=error is not None,
+                unpriced=unpriced,
+            )
+
+        if self.span.is_recording():
+            self._annotate_span(provider, request_model, error, error_type, quote, unpriced)
+
+        if error is None and telemetry.evaluator is not None:
+            telemetry.evaluator.offer(self)
+
+    def _annotate_span(
+        self,
+        provider: str | None,
+        request_model: str | None,
+        error: BaseException | str | None,
+        error_type: str | None,
+        quote: Any,
+        unpriced: bool,
+    ) -> None:
+        span = self.span
+        facts = self.facts
+        usage = facts.usage
+        attributes: dict[str, Any] = {n.GEN_AI_PROVIDER_NAME: provider or n.UNKNOWN_VALUE}
+        if request_model and not self.request_model:
+            span.update_name(f"{self.spec.operation} {request_model}")
+            attributes[n.GEN_AI_REQUEST_MODEL] = request_model
+        for key, value in (
+            (n.GEN_AI_RESPONSE_MODEL, facts.response_model),
+            (n.GEN_AI_RESPONSE_ID, facts.response_id),
+            (n.GEN_AI_USAGE_INPUT_TOKENS, usage.input_tokens),
+            (n.GEN_AI_USAGE_OUTPUT_TOKENS, usage.output_tokens),
+            (n.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS, usage.cache_read_input_tokens),
+            (n.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS, usage.cache_creation_input_tokens),
+            (n.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS, usage.reasoning_output_tokens),
+            (n.LLM_COST_USD, self.cost_usd),
+            (n.LLM_TIME_TO_FIRST_CHUNK, self.time_to_first_chunk_s),
+        ):
+            if value is not None:
+                attributes[key] = value
+        if facts.finish_reasons:
+            attributes[n.GEN_AI_RESPONSE_FINISH_REASONS] = list(facts.finish_reasons)
+        if quote is not None:
+            attributes[n.LLM_COST_SOURCE] = quote.source
+            if quote.reason:
+                attributes[n.LLM_COST_UNPRICED_REASON] = quote.reason
+        elif unpriced:
+            attributes[n.LLM_COST_SOURCE] = n.UNKNOWN_VALUE
+            attributes[n.LLM_COST_UNPRICED_REASON] = "usage_unknown"
+        if self.problems.reasons:
+            attributes[n.LLM_USAGE_UNKNOWN] = list(self.problems.reasons)
+        if self.streaming:
+            attributes[n.LLM_STREAMING] = True
+            attributes[n.LLM_STREAM_CHUNKS] = self.chunks
+        if self.telemetry.capture_content:
+            redact = self.telemetry.redactor
+            if self._input_messages is not None:
+                rendered = input_messages_json(self._input_messages, redact)
+                if rendered is not None:
+                    attributes[n.GEN_AI_INPUT_MESSAGES] = rendered
+            if facts.output_text:
+                attributes[n.GEN_AI_OUTPUT_MESSAGES] = output_messages_json(
+                    facts.output_text, facts.finish_reasons, redact
+                )
+        span.set_attributes(attributes)
+        if error_type is not None:
+            span.set_attribute(n.ERROR_TYPE, error_type)
+            description = str(error) if isinstance(error, BaseException) else error_type
+            span.set_status(Status(StatusCode.ERROR, description[:500]))
+            if isinstance(error, BaseException):
+                span.record_exception(error, escaped=True)
+
+
+@contextmanager
+def llm_call(
+    *,
+    provider: str | None = None,
+    model: str | None = None,
+    operation: str = "chat",
+    task_type: str | None = None,
+    prompt_name: str | None = None,
+    prompt_version: str | None = None,
+    usage: UsageReader | None = None,
+    request_attributes: Mapping[str, Any] | None = None,
+) -> Iterator[LLMCall]:
+    """Instrument a call site that cannot be decorated.
+
+    >>> with llm_call(provider="openai", model="gpt-4o") as call:
+    ...     response = client.chat.completions.create(model="gpt-4o", messages=messages)
+    ...     call.set_response(response)
+    """
+    spec = CallSpec(operation, provider, model, task_type, prompt_name, prompt_version, usage)
+    call = LLMCall(spec, request_attributes=request_attributes).start(activate=True)
+    try:
+        yield call
+    except BaseException as exc:
+        call.fail(exc)
+        raise
+    else:
+        call.end()
+
+
+def start_call(
+    *,
+    provider: str | None = None,
+    model: str | None = None,
+    operation: str = "chat",
+    parent: otel_context.Context | None = None,
+    task_type: str | None = None,
+    prompt_name: str | None = None,
+    prompt_version: str | None = None,
+    labels: Mapping[str, str] | None = None,
+    request_attributes: Mapping[str, Any] | None = None,
+) -> LLMCall:
+    """Start a call for callback-style integrations; finish it with ``end()`` or ``fail()``."""
+    spec = CallSpec(operation, provider, model, task_type, prompt_name, prompt_version, None, dict(labels or {}))
+    return LLMCall(spec, parent=parent, request_attributes=request_attributes).start()

@@ -1,0 +1,191 @@
+"""``@traced_llm``: sync functions, coroutines, generators and async generators."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Any, TypeVar, overload
+
+from typing_extensions import ParamSpec
+
+from llm_otel._call import CallSpec, LLMCall, UsageReader
+from llm_otel._runtime import current
+from llm_otel._streams import (
+    AsyncStreamProxy,
+    StreamProxy,
+    is_async_sdk_stream,
+    is_sdk_stream,
+    traced_async_generator,
+    traced_generator,
+)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_REQUEST_PARAMS = {"max_tokens": "gen_ai.request.max_tokens", "temperature": "gen_ai.request.temperature",
+                   "top_p": "gen_ai.request.top_p", "max_output_tokens": "gen_ai.request.max_tokens"}
+_MESSAGE_PARAMS = ("messages", "input", "prompt")
+
+
+class _CallSite:
+    """What the decorator learns once from the wrapped function's signature."""
+
+    __slots__ = ("message_index", "model_default", "model_index", "spec")
+
+    def __init__(self, fn: Callable[..., Any], spec: CallSpec) -> None:
+        self.spec = spec
+        self.model_index = self.message_index = -1
+        self.model_default: Any = None
+        try:
+            signature = inspect.signature(fn).parameters
+        except (TypeError, ValueError):
+            signature = {}  # type: ignore[assignment]
+        params = list(signature)
+        if "model" in params:
+            self.model_index = params.index("model")
+            default = signature["model"].default
+            self.model_default = default if isinstance(default, str) else None
+        for name in _MESSAGE_PARAMS:
+            if name in params:
+                self.message_index = params.index(name)
+                break
+
+    def open(self, args: tuple[Any, ...], kwargs: dict[str, Any], *, activate: bool) -> LLMCall | None:
+        telemetry = current()
+        if not telemetry.enabled:
+            return None
+        model = self.spec.model
+        if model is None:
+            model = kwargs.get("model")
+            if model is None:
+                model = args[self.model_index] if 0 <= self.model_index < len(args) else self.model_default
+        request = {key: kwargs[name] for name, key in _REQUEST_PARAMS.items() if name in kwargs} if kwargs else None
+        call = LLMCall(
+            self.spec,
+            model=model if isinstance(model, str) else None,
+            request_attributes=request,
+            telemetry=telemetry,
+        )
+        if telemetry.wants_text:
+            call.set_input_messages(self._messages(args, kwargs))
+        return call.start(activate=activate)
+
+    def _messages(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        for name in _MESSAGE_PARAMS:
+            if name in kwargs:
+                return kwargs[name]
+        if 0 <= self.message_index < len(args):
+            return args[self.message_index]
+        return None
+
+
+def _wrap(fn: Callable[P, R], spec: CallSpec) -> Callable[P, R]:
+    site = _CallSite(fn, spec)
+
+    if inspect.isasyncgenfunction(fn):
+
+        @functools.wraps(fn)
+        def async_gen_wrapper(*args: Any, **kwargs: Any) -> Any:
+            call = site.open(args, kwargs, activate=False)
+            agen = fn(*args, **kwargs)
+            return agen if call is None else traced_async_generator(agen, call)  # type: ignore[arg-type]
+
+        return async_gen_wrapper  # type: ignore[return-value]
+
+    if inspect.isgeneratorfunction(fn):
+
+        @functools.wraps(fn)
+        def gen_wrapper(*args: Any, **kwargs: Any) -> Any:
+            call = site.open(args, kwargs, activate=False)
+            gen = fn(*args, **kwargs)
+            return gen if call is None else traced_generator(gen, call)  # type: ignore[arg-type]
+
+        return gen_wrapper  # type: ignore[return-value]
+
+    if inspect.iscoroutinefunction(fn):
+
+        @functools.wraps(fn)
+        async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+            call = site.open(args, kwargs, activate=True)
+            if call is None:
+                return await fn(*args, **kwargs)  # type: ignore[misc]
+            try:
+                result = await fn(*args, **kwargs)  # type: ignore[misc]
+            except BaseException as exc:
+                call.fail(exc)
+                raise
+            return _finish(call, result)
+
+        return async_wrapper  # type: ignore[return-value]
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        call = site.open(args, kwargs, activate=True)
+        if call is None:
+            return fn(*args, **kwargs)
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as exc:
+            call.fail(exc)
+            raise
+        return _finish(call, result)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _finish(call: LLMCall, result: Any) -> Any:
+    """End the call, unless the function handed back a stream that is still to be consumed."""
+    if is_sdk_stream(result):
+        call.deactivate()
+        return StreamProxy(result, call)
+    if is_async_sdk_stream(result):
+        call.deactivate()
+        return AsyncStreamProxy(result, call)
+    call.set_response(result)
+    call.end()
+    return result
+
+
+@overload
+def traced_llm(fn: Callable[P, R], /) -> Callable[P, R]: ...
+
+
+@overload
+def traced_llm(
+    fn: None = None,
+    /,
+    *,
+    provider: str | None = None,
+    model: str | None = None,
+    operation: str = "chat",
+    task_type: str | None = None,
+    prompt_name: str | None = None,
+    prompt_version: str | None = None,
+    usage: UsageReader | None = None,
+) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
+
+
+def traced_llm(
+    fn: Callable[P, R] | None = None,
+    /,
+    *,
+    provider: str | None = None,
+    model: str | None = None,
+    operation: str = "chat",
+    task_type: str | None = None,
+    prompt_name: str | None = None,
+    prompt_version: str | None = None,
+    usage: UsageReader | None = None,
+) -> Callable[P, R] | Callable[[Callable[P, R]], Callable[P, R]]:
+    """Trace an LLM call site: a span following the GenAI conventions plus tokens, cost and latency.
+
+    Usage, response model, id and finish reasons are read from what the
+    function returns (OpenAI, Anthropic, LangChain shapes or dicts like them);
+    ``usage=`` takes a callable for anything else. The request model comes
+    from ``model=`` here or from the function's own ``model`` argument.
+    """
+    spec = CallSpec(operation, provider, model, task_type, prompt_name, prompt_version, usage)
+    if fn is not None:
+        return _wrap(fn, spec)
+    return lambda inner: _wrap(inner, spec)

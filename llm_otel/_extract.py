@@ -1,0 +1,253 @@
+"""Reads usage, model, id and finish reasons from what an LLM call returned.
+
+Duck-typed on purpose: the same code reads OpenAI v1 SDK objects (chat
+completions, Responses API, streamed chunks and events), Anthropic SDK
+messages and stream events, plain dicts shaped like either, and LangChain
+``AIMessage.usage_metadata`` — without importing any of those libraries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from llm_otel._usage import TokenUsage, UsageProblems, consistent, token_count
+
+_MISSING = object()
+
+
+def _get(obj: Any, name: str) -> Any:
+    if obj is None:
+        return None
+    if isinstance(obj, Mapping):
+        return obj.get(name)
+    try:
+        value = getattr(obj, name, None)
+    except Exception:  # properties of half-built SDK objects can raise
+        return None
+    return None if callable(value) and not isinstance(value, (str, int, float)) else value
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+@dataclass
+class ResponseFacts:
+    usage: TokenUsage = field(default_factory=TokenUsage)
+    response_model: str | None = None
+    response_id: str | None = None
+    finish_reasons: list[str] = field(default_factory=list)
+    provider: str | None = None
+    recognised: bool = False
+    output_text: list[str] = field(default_factory=list)
+
+    def absorb(self, newer: ResponseFacts) -> None:
+        """Fold in facts from a later stream chunk or event."""
+        self.usage = self.usage.merged(newer.usage)
+        self.response_model = newer.response_model or self.response_model
+        self.response_id = self.response_id or newer.response_id
+        for reason in newer.finish_reasons:
+            if reason not in self.finish_reasons:
+                self.finish_reasons.append(reason)
+        self.provider = self.provider or newer.provider
+        self.recognised = self.recognised or newer.recognised
+        self.output_text.extend(newer.output_text)
+
+
+_PROVIDER_BY_MODULE = {"openai": "openai", "anthropic": "anthropic"}
+
+
+def _provider_of(obj: Any) -> str | None:
+    root = type(obj).__module__.partition(".")[0]
+    return _PROVIDER_BY_MODULE.get(root)
+
+
+def openai_chat_usage(usage: Any, problems: UsageProblems) -> TokenUsage:
+    return consistent(
+        TokenUsage(
+            input_tokens=token_count(_get(usage, "prompt_tokens"), "input_tokens", problems),
+            output_tokens=token_count(_get(usage, "completion_tokens"), "output_tokens", problems),
+            cache_read_input_tokens=token_count(
+                _get(_get(usage, "prompt_tokens_details"), "cached_tokens"), "cache_read_tokens", problems
+            ),
+            reasoning_output_tokens=token_count(
+                _get(_get(usage, "completion_tokens_details"), "reasoning_tokens"), "reasoning_tokens", problems
+            ),
+        ),
+        problems,
+    )
+
+
+def openai_responses_usage(usage: Any, problems: UsageProblems) -> TokenUsage:
+    return consistent(
+        TokenUsage(
+            input_tokens=token_count(_get(usage, "input_tokens"), "input_tokens", problems),
+            output_tokens=token_count(_get(usage, "output_tokens"), "output_tokens", problems),
+            cache_read_input_tokens=token_count(
+                _get(_get(usage, "input_tokens_details"), "cached_tokens"), "cache_read_tokens", problems
+            ),
+            reasoning_output_tokens=token_count(
+                _get(_get(usage, "output_tokens_details"), "reasoning_tokens"), "reasoning_tokens", problems
+            ),
+        ),
+        problems,
+    )
+
+
+def anthropic_usage(usage: Any, problems: UsageProblems) -> TokenUsage:
+    """Anthropic reports cache reads/writes beside ``input_tokens``; the total is their sum."""
+    base = token_count(_get(usage, "input_tokens"), "input_tokens", problems)
+    cache_read = token_count(_get(usage, "cache_read_input_tokens"), "cache_read_tokens", problems)
+    cache_creation = token_count(_get(usage, "cache_creation_input_tokens"), "cache_creation_tokens", problems)
+    total_input = None if base is None else base + (cache_read or 0) + (cache_creation or 0)
+    return TokenUsage(
+        input_tokens=total_input,
+        output_tokens=token_count(_get(usage, "output_tokens"), "output_tokens", problems),
+        cache_read_input_tokens=cache_read,
+        cache_creation_input_tokens=cache_creation,
+    )
+
+
+def langchain_usage(usage: Any, problems: UsageProblems) -> TokenUsage:
+    """LangChain's ``usage_metadata`` already counts cache reads inside ``input_tokens``."""
+    input_details = _get(usage, "input_token_details")
+    output_details = _get(usage, "output_token_details")
+    return consistent(
+        TokenUsage(
+            input_tokens=token_count(_get(usage, "input_tokens"), "input_tokens", problems),
+            output_tokens=token_count(_get(usage, "output_tokens"), "output_tokens", problems),
+            cache_read_input_tokens=token_count(_get(input_details, "cache_read"), "cache_read_tokens", problems),
+            cache_creation_input_tokens=token_count(
+                _get(input_details, "cache_creation"), "cache_creation_tokens", problems
+            ),
+            reasoning_output_tokens=token_count(_get(output_details, "reasoning"), "reasoning_tokens", problems),
+        ),
+        problems,
+    )
+
+
+def usage_from_mapping(usage: Any, problems: UsageProblems) -> TokenUsage:
+    """Any usage-shaped object, told apart by the keys each provider uses."""
+    if _get(usage, "prompt_tokens") is not None or _get(usage, "completion_tokens") is not None:
+        return openai_chat_usage(usage, problems)
+    if _get(usage, "input_tokens_details") is not None or _get(usage, "output_tokens_details") is not None:
+        return openai_responses_usage(usage, problems)
+    if _get(usage, "cache_read_input_tokens") is not None or _get(usage, "cache_creation_input_tokens") is not None:
+        return anthropic_usage(usage, problems)
+    if _get(usage, "input_token_details") is not None or _get(usage, "output_token_details") is not None:
+        return langchain_usage(usage, problems)
+    return openai_responses_usage(usage, problems)
+
+
+def _texts(content: Any) -> list[str]:
+    if isinstance(content, str):
+        return [content]
+    if isinstance(content, Sequence):
+        return [text for block in content if isinstance(text := _get(block, "text"), str)]
+    return []
+
+
+def _chat_facts(obj: Any, facts: ResponseFacts, problems: UsageProblems, want_text: bool) -> None:
+    usage = _get(obj, "usage")
+    if usage is not None:
+        facts.usage = openai_chat_usage(usage, problems)
+    for choice in _get(obj, "choices") or ():
+        reason = _str(_get(choice, "finish_reason"))
+        if reason and reason not in facts.finish_reasons:
+            facts.finish_reasons.append(reason)
+        if want_text:
+            message = _get(choice, "message") or _get(choice, "delta")
+            facts.output_text.extend(_texts(_get(message, "content")))
+
+
+_RESPONSE_STATUS_REASON = {"completed": "stop", "failed": "error", "cancelled": "cancelled"}
+
+
+def _responses_facts(obj: Any, facts: ResponseFacts, problems: UsageProblems, want_text: bool) -> None:
+    usage = _get(obj, "usage")
+    if usage is not None:
+        facts.usage = openai_responses_usage(usage, problems)
+    status = _str(_get(obj, "status"))
+    reason = _str(_get(_get(obj, "incomplete_details"), "reason")) if status == "incomplete" else None
+    reason = reason or (_RESPONSE_STATUS_REASON.get(status) if status else None)
+    if reason:
+        facts.finish_reasons = [reason]
+    if want_text:
+        for item in _get(obj, "output") or ():
+            facts.output_text.extend(_texts(_get(item, "content")))
+
+
+def _anthropic_message_facts(obj: Any, facts: ResponseFacts, problems: UsageProblems, want_text: bool) -> None:
+    usage = _get(obj, "usage")
+    if usage is not None:
+        facts.usage = anthropic_usage(usage, problems)
+    reason = _str(_get(obj, "stop_reason"))
+    if reason:
+        facts.finish_reasons = [reason]
+    if want_text:
+        facts.output_text.extend(_texts(_get(obj, "content")))
+
+
+def _langchain_facts(obj: Any, facts: ResponseFacts, problems: UsageProblems, want_text: bool) -> None:
+    usage = _get(obj, "usage_metadata")
+    if usage is not None:
+        facts.usage = langchain_usage(usage, problems)
+    metadata = _get(obj, "response_metadata") or {}
+    facts.response_model = _str(_get(metadata, "model_name")) or _str(_get(metadata, "model"))
+    facts.provider = _str(_get(metadata, "model_provider"))
+    reason = _str(_get(metadata, "finish_reason")) or _str(_get(metadata, "stop_reason"))
+    if reason:
+        facts.finish_reasons = [reason]
+    if want_text:
+        facts.output_text.extend(_texts(_get(obj, "content")))
+
+
+def facts_from(obj: Any, problems: UsageProblems, *, want_text: bool = False) -> ResponseFacts:
+    """Everything we can learn from one response, chunk or event; unrecognised input gives empty facts."""
+    facts = ResponseFacts(provider=_provider_of(obj))
+    if obj is None or isinstance(obj, (str, bytes, int, float, bool)):
+        return facts
+    kind = _str(_get(obj, "type")) or ""
+    shape = _str(_get(obj, "object")) or ""
+    facts.recognised = True
+    if _get(obj, "usage_metadata") is not None or _get(obj, "response_metadata") is not None:
+        _langchain_facts(obj, facts, problems, want_text)
+    elif kind == "message":
+        _anthropic_message_facts(obj, facts, problems, want_text)
+        facts.provider = facts.provider or "anthropic"
+    elif kind == "message_start":
+        facts.absorb(facts_from(_get(obj, "message"), problems, want_text=want_text))
+        facts.provider = facts.provider or "anthropic"
+        return facts
+    elif kind == "message_delta":
+        usage = _get(obj, "usage")
+        if usage is not None:
+            facts.usage = anthropic_usage(usage, problems)
+        reason = _str(_get(_get(obj, "delta"), "stop_reason"))
+        facts.finish_reasons = [reason] if reason else []
+        return facts
+    elif kind == "content_block_delta" or kind == "response.output_text.delta":
+        delta = _get(obj, "delta")
+        if want_text:
+            facts.output_text.extend([delta] if isinstance(delta, str) else _texts([delta]))
+        return facts
+    elif kind.startswith("response.") and _get(obj, "response") is not None:
+        inner = facts_from(_get(obj, "response"), problems, want_text=want_text and kind != "response.completed")
+        facts.absorb(inner)
+        return facts
+    elif shape in ("chat.completion", "chat.completion.chunk") or _get(obj, "choices") is not None:
+        _chat_facts(obj, facts, problems, want_text)
+    elif shape == "response" or _get(obj, "output") is not None:
+        _responses_facts(obj, facts, problems, want_text)
+    elif _get(obj, "usage") is not None:
+        facts.usage = usage_from_mapping(_get(obj, "usage"), problems)
+    elif _get(obj, "input_tokens") is not None or _get(obj, "prompt_tokens") is not None:
+        facts.usage = usage_from_mapping(obj, problems)
+    else:
+        facts.recognised = False
+        return facts
+    facts.response_model = facts.response_model or _str(_get(obj, "model"))
+    facts.response_id = _str(_get(obj, "id"))
+    return facts

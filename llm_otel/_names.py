@@ -1,0 +1,195 @@
+"""The telemetry contract: every instrument, unit, bucket layout and attribute key.
+
+Nothing else in the package spells these strings. The observability files
+(dashboards, alert rules) and the docs are checked against this module, so a
+rename here fails those tests instead of silently breaking a panel.
+
+``prometheus`` is the series name each instrument gets after the Collector's
+``prometheus`` exporter with its default translation (dots to ``_``, unit
+suffix unless the unit is ``1`` or an ``{annotation}``, ``_total`` on counters,
+no namespace).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+InstrumentKind = Literal["counter", "histogram", "gauge"]
+
+# --- span and metric attribute keys (GenAI semantic conventions v1.41.0) ---
+GEN_AI_OPERATION_NAME = "gen_ai.operation.name"
+GEN_AI_PROVIDER_NAME = "gen_ai.provider.name"
+GEN_AI_REQUEST_MODEL = "gen_ai.request.model"
+GEN_AI_REQUEST_MAX_TOKENS = "gen_ai.request.max_tokens"
+GEN_AI_REQUEST_TEMPERATURE = "gen_ai.request.temperature"
+GEN_AI_RESPONSE_MODEL = "gen_ai.response.model"
+GEN_AI_RESPONSE_ID = "gen_ai.response.id"
+GEN_AI_RESPONSE_FINISH_REASONS = "gen_ai.response.finish_reasons"
+GEN_AI_USAGE_INPUT_TOKENS = "gen_ai.usage.input_tokens"
+GEN_AI_USAGE_OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
+GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS = "gen_ai.usage.cache_read.input_tokens"
+GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS = "gen_ai.usage.cache_creation.input_tokens"
+GEN_AI_USAGE_REASONING_OUTPUT_TOKENS = "gen_ai.usage.reasoning.output_tokens"
+GEN_AI_TOKEN_TYPE = "gen_ai.token.type"
+GEN_AI_INPUT_MESSAGES = "gen_ai.input.messages"
+GEN_AI_OUTPUT_MESSAGES = "gen_ai.output.messages"
+GEN_AI_EVALUATION_NAME = "gen_ai.evaluation.name"
+GEN_AI_EVALUATION_SCORE_VALUE = "gen_ai.evaluation.score.value"
+GEN_AI_EVALUATION_SCORE_LABEL = "gen_ai.evaluation.score.label"
+GEN_AI_EVALUATION_EXPLANATION = "gen_ai.evaluation.explanation"
+GEN_AI_EVALUATION_RESULT_EVENT = "gen_ai.evaluation.result"
+ERROR_TYPE = "error.type"
+SERVER_ADDRESS = "server.address"
+
+# --- product extras ---
+LLM_TASK_TYPE = "llm.task_type"
+LLM_ROUTED_MODEL = "llm.routed_model"
+LLM_PROMPT_NAME = "llm.prompt.name"
+LLM_PROMPT_VERSION = "llm.prompt.version"
+LLM_COST_USD = "llm.cost.usd"
+LLM_COST_SOURCE = "llm.cost.source"
+LLM_COST_UNPRICED_REASON = "llm.cost.unpriced_reason"
+LLM_TIME_TO_FIRST_CHUNK = "llm.time_to_first_chunk_s"
+LLM_STREAMING = "llm.streaming"
+LLM_STREAM_CHUNKS = "llm.stream.chunks"
+LLM_STREAM_OUTCOME = "llm.stream.outcome"
+LLM_USAGE_UNKNOWN = "llm.usage.unknown_reason"
+LLM_CONTEXT_UTILIZATION = "llm.context.utilization"
+LLM_ROLLUP_CALLS = "llm.calls"
+LLM_ROLLUP_INPUT_TOKENS = "llm.usage.input_tokens"
+LLM_ROLLUP_OUTPUT_TOKENS = "llm.usage.output_tokens"
+LLM_ROLLUP_COST_USD = "llm.cost.usd_total"
+
+ROUTE_SPAN_NAME = "llm.route"
+OVERFLOW_VALUE = "_other"
+UNKNOWN_VALUE = "unknown"
+RATE_LIMIT_ERROR_TYPE = "rate_limited"
+
+# Attribute keys allowed on metrics (bounded by the cardinality guard).
+METRIC_ATTRIBUTE_KEYS: tuple[str, ...] = (
+    GEN_AI_OPERATION_NAME,
+    GEN_AI_PROVIDER_NAME,
+    GEN_AI_REQUEST_MODEL,
+    GEN_AI_RESPONSE_MODEL,
+    LLM_TASK_TYPE,
+    LLM_ROUTED_MODEL,
+    LLM_PROMPT_NAME,
+    LLM_PROMPT_VERSION,
+    ERROR_TYPE,
+)
+
+# --- bucket boundaries (semantic-convention advisory values) ---
+TOKEN_BUCKETS: tuple[float, ...] = (
+    1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864,
+)
+DURATION_BUCKETS: tuple[float, ...] = (
+    0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
+)
+# Per-call cost in USD: from a tenth of a micro-dollar to a few dollars.
+COST_BUCKETS: tuple[float, ...] = (
+    1e-6, 5e-6, 1e-5, 5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0,
+)
+UTILIZATION_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 1.0)
+
+
+@dataclass(frozen=True)
+class Instrument:
+    name: str
+    kind: InstrumentKind
+    unit: str
+    description: str
+    prometheus: str
+    buckets: tuple[float, ...] | None = None
+    labels: tuple[str, ...] = METRIC_ATTRIBUTE_KEYS
+
+
+TOKENS_INPUT = Instrument(
+    "llm.tokens.input", "counter", "{token}",
+    "Input (prompt) tokens billed, including cached input tokens.",
+    "llm_tokens_input_total",
+)
+TOKENS_OUTPUT = Instrument(
+    "llm.tokens.output", "counter", "{token}",
+    "Output (completion) tokens billed, including reasoning tokens.",
+    "llm_tokens_output_total",
+)
+COST = Instrument(
+    "llm.cost.usd", "histogram", "{USD}",
+    "Cost of one LLM call in US dollars.",
+    "llm_cost_usd", COST_BUCKETS,
+)
+COST_UNPRICED = Instrument(
+    "llm.cost.unpriced", "counter", "{call}",
+    "LLM calls whose price is unknown (no cost recorded for them).",
+    "llm_cost_unpriced_total",
+)
+TOKEN_USAGE = Instrument(
+    "gen_ai.client.token.usage", "histogram", "{token}",
+    "Number of input and output tokens used per call.",
+    "gen_ai_client_token_usage", TOKEN_BUCKETS,
+    METRIC_ATTRIBUTE_KEYS + (GEN_AI_TOKEN_TYPE,),
+)
+OPERATION_DURATION = Instrument(
+    "gen_ai.client.operation.duration", "histogram", "s",
+    "GenAI operation duration.",
+    "gen_ai_client_operation_duration_seconds", DURATION_BUCKETS,
+)
+TIME_TO_FIRST_CHUNK = Instrument(
+    "gen_ai.client.operation.time_to_first_chunk", "histogram", "s",
+    "Time from issuing a streamed request to receiving its first chunk.",
+    "gen_ai_client_operation_time_to_first_chunk_seconds", DURATION_BUCKETS,
+)
+ERRORS = Instrument(
+    "llm.errors", "counter", "{error}",
+    "LLM calls that ended in an error, by error.type.",
+    "llm_errors_total",
+)
+RATE_LIMITED = Instrument(
+    "llm.rate_limited", "counter", "{call}",
+    "LLM calls rejected by the provider's rate limit (HTTP 429).",
+    "llm_rate_limited_total",
+)
+HALLUCINATION = Instrument(
+    "llm.hallucination.score", "gauge", "{score}",
+    "Latest hallucination score from an evaluator (0 = grounded, 1 = likely hallucination).",
+    "llm_hallucination_score",
+)
+CONTEXT_UTILIZATION = Instrument(
+    "llm.context.utilization", "histogram", "1",
+    "Input tokens divided by the model's context window, where the window is known.",
+    "llm_context_utilization", UTILIZATION_BUCKETS,
+)
+TELEMETRY_DROPPED = Instrument(
+    "llm_otel.telemetry.dropped", "counter", "{item}",
+    "Spans or metric exports the kit could not deliver (queue full, export failed).",
+    "llm_otel_telemetry_dropped_total",
+    labels=("signal", "reason"),
+)
+INPUT_ANOMALIES = Instrument(
+    "llm_otel.input.unknown", "counter", "{event}",
+    "Bad or missing input the kit recorded as unknown (usage payloads, headers, callbacks).",
+    "llm_otel_input_unknown_total",
+    labels=("source", "reason"),
+)
+
+INSTRUMENTS: tuple[Instrument, ...] = (
+    TOKENS_INPUT,
+    TOKENS_OUTPUT,
+    COST,
+    COST_UNPRICED,
+    TOKEN_USAGE,
+    OPERATION_DURATION,
+    TIME_TO_FIRST_CHUNK,
+    ERRORS,
+    RATE_LIMITED,
+    HALLUCINATION,
+    CONTEXT_UTILIZATION,
+    TELEMETRY_DROPPED,
+    INPUT_ANOMALIES,
+)
+
+
+def prometheus_label(attribute_key: str) -> str:
+    """The Prometheus label a metric attribute key becomes (dots to underscores)."""
+    return attribute_key.replace(".", "_")

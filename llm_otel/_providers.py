@@ -1,0 +1,217 @@
+"""SDK providers and OTLP exporters built from the resolved settings.
+
+Exports never block the application: spans go through a bounded batch queue,
+metrics through a periodic reader with a timeout. What cannot be delivered is
+counted in ``llm_otel.telemetry.dropped`` instead of vanishing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from opentelemetry import metrics, trace
+from opentelemetry.metrics import MeterProvider
+from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
+from opentelemetry.sdk.metrics.export import (
+    ConsoleMetricExporter,
+    MetricExporter,
+    MetricExportResult,
+    MetricsData,
+    PeriodicExportingMetricReader,
+)
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
+from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    ConsoleSpanExporter,
+    SpanExporter,
+    SpanExportResult,
+)
+from opentelemetry.trace import TracerProvider
+
+from llm_otel._log import log_once
+
+_logger = logging.getLogger("llm_otel")
+
+
+class DropSink:
+    """Late-bound target for drop counts (the recorder is built after the providers)."""
+
+    def __init__(self) -> None:
+        self.recorder: Any = None
+
+    def dropped(self, signal: str, reason: str, amount: int) -> None:
+        if self.recorder is not None and amount > 0:
+            self.recorder.count_dropped(signal, reason, amount)
+        log_once(
+            f"dropped:{signal}:{reason}",
+            "llm-otel: %s could not be delivered (%s); counted in llm_otel_telemetry_dropped_total",
+            signal,
+            reason,
+        )
+
+
+class CountingSpanExporter(SpanExporter):
+    def __init__(self, inner: SpanExporter, sink: DropSink) -> None:
+        self._inner = inner
+        self._sink = sink
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        try:
+            result = self._inner.export(spans)
+        except Exception:
+            result = SpanExportResult.FAILURE
+        if result is not SpanExportResult.SUCCESS:
+            self._sink.dropped("spans", "export_failed", len(spans))
+        return result
+
+    def shutdown(self) -> None:
+        self._inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self._inner.force_flush(timeout_millis)
+
+
+class CountingBatchSpanProcessor(BatchSpanProcessor):
+    """Counts the spans the bounded queue has to drop when exports fall behind."""
+
+    def __init__(self, exporter: SpanExporter, sink: DropSink, **options: Any) -> None:
+        super().__init__(exporter, **options)
+        self._sink = sink
+        batch = getattr(self, "_batch_processor", None)
+        self._queue = getattr(batch, "_queue", None)
+        self._capacity = getattr(batch, "_max_queue_size", None)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        queue = self._queue
+        if queue is not None and self._capacity is not None and len(queue) >= self._capacity:
+            self._sink.dropped("spans", "queue_full", 1)
+        super().on_end(span)
+
+
+class CountingMetricExporter(MetricExporter):
+    def __init__(self, inner: MetricExporter, sink: DropSink) -> None:
+        super().__init__(
+            preferred_temporality=getattr(inner, "_preferred_temporality", None),
+            preferred_aggregation=getattr(inner, "_preferred_aggregation", None),
+        )
+        self._inner = inner
+        self._sink = sink
+
+    def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
+        try:
+            result = self._inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
+        except Exception:
+            result = MetricExportResult.FAILURE
+        if result is not MetricExportResult.SUCCESS:
+            self._sink.dropped("metrics", "export_failed", 1)
+        return result
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return self._inner.force_flush(timeout_millis)
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        self._inner.shutdown(timeout_millis=timeout_millis, **kwargs)
+
+
+def _resource(settings: Mapping[str, Any], extra: Mapping[str, Any] | None) -> Resource:
+    attributes: dict[str, Any] = dict(extra or {})
+    attributes["service.name"] = settings["service_name"]
+    return Resource.create(attributes)
+
+
+def _endpoint(settings: Mapping[str, Any], signal: str) -> str | None:
+    """The base endpoint plus the per-signal path that the HTTP exporters expect."""
+    base = settings["endpoint"]
+    if base is None:
+        return None
+    if settings["protocol"] == "grpc":
+        return str(base)
+    return str(base).rstrip("/") + f"/v1/{signal}"
+
+
+def _span_exporter(settings: Mapping[str, Any]) -> SpanExporter | None:
+    kind = settings["traces_exporter"]
+    if kind == "none":
+        return None
+    if kind == "console":
+        return ConsoleSpanExporter()
+    headers = settings["headers"]
+    if settings["protocol"] == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as Grpc
+
+        return Grpc(endpoint=_endpoint(settings, "traces"), headers=headers)
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as Http
+
+    return Http(endpoint=_endpoint(settings, "traces"), headers=headers)
+
+
+def _metric_exporter(settings: Mapping[str, Any]) -> MetricExporter | None:
+    kind = settings["metrics_exporter"]
+    if kind == "none":
+        return None
+    if kind == "console":
+        return ConsoleMetricExporter()
+    headers = settings["headers"]
+    if settings["protocol"] == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as Grpc
+
+        return Grpc(endpoint=_endpoint(settings, "metrics"), headers=headers)
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as Http
+
+    return Http(endpoint=_endpoint(settings, "metrics"), headers=headers)
+
+
+def tracer_provider(
+    settings: Mapping[str, Any],
+    resource_attributes: Mapping[str, Any] | None,
+    extra: Sequence[SpanProcessor],
+    sink: DropSink,
+) -> SdkTracerProvider:
+    provider = SdkTracerProvider(resource=_resource(settings, resource_attributes))
+    exporter = _span_exporter(settings)
+    if exporter is not None:
+        provider.add_span_processor(
+            CountingBatchSpanProcessor(
+                CountingSpanExporter(exporter, sink),
+                sink,
+                max_queue_size=settings["span_queue_size"],
+                max_export_batch_size=min(settings["span_batch_size"], settings["span_queue_size"]),
+                schedule_delay_millis=settings["span_schedule_delay_ms"],
+                export_timeout_millis=settings["span_export_timeout_ms"],
+            )
+        )
+    for processor in extra:
+        provider.add_span_processor(processor)
+    return provider
+
+
+def meter_provider(
+    settings: Mapping[str, Any],
+    resource_attributes: Mapping[str, Any] | None,
+    extra: Sequence[Any],
+    sink: DropSink,
+) -> SdkMeterProvider:
+    readers = list(extra)
+    exporter = _metric_exporter(settings)
+    if exporter is not None:
+        readers.append(
+            PeriodicExportingMetricReader(
+                CountingMetricExporter(exporter, sink),
+                export_interval_millis=settings["metric_export_interval_ms"],
+                export_timeout_millis=settings["metric_export_timeout_ms"],
+            )
+        )
+    return SdkMeterProvider(resource=_resource(settings, resource_attributes), metric_readers=readers)
+
+
+def set_global_if_unset(tracer: TracerProvider, meter: MeterProvider) -> None:
+    if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        trace.set_tracer_provider(tracer)
+    from opentelemetry.metrics._internal import _ProxyMeterProvider
+
+    if isinstance(metrics.get_meter_provider(), _ProxyMeterProvider):
+        metrics.set_meter_provider(meter)

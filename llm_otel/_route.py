@@ -1,0 +1,112 @@
+"""``route()``: records a model-routing decision as the parent span of the calls it leads to."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any, TypeVar
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from typing_extensions import ParamSpec
+
+from llm_otel import _names as n
+from llm_otel._context import ambient_labels
+from llm_otel._errors import error_type_of
+from llm_otel._log import internal_error
+from llm_otel._runtime import current
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class route:  # noqa: N801 - used like a function: `with route(...)` / `@route(...)`
+    """Context manager and decorator.
+
+    >>> with llm_otel.route(task_type="classify", model="gpt-4o-mini"):
+    ...     answer = classify(prompt)   # its LLM spans are children of the llm.route span
+
+    ``llm.task_type`` and ``llm.routed_model`` flow to every LLM call inside as
+    span attributes and as (bounded) metric labels.
+    """
+
+    def __init__(self, task_type: str | None = None, model: str | None = None, *, reason: str | None = None) -> None:
+        self.task_type = task_type
+        self.model = model
+        self.reason = reason
+        self._span: Span = trace.INVALID_SPAN
+        self._tokens: tuple[Any, Any] | None = None
+
+    def _labels(self) -> dict[str, str]:
+        labels = {}
+        if self.task_type is not None:
+            labels[n.LLM_TASK_TYPE] = str(self.task_type)
+        if self.model is not None:
+            labels[n.LLM_ROUTED_MODEL] = str(self.model)
+        return labels
+
+    def __enter__(self) -> route:
+        labels = self._labels()
+        try:
+            telemetry = current()
+            if telemetry.enabled:
+                self._span = telemetry.tracer.start_span(n.ROUTE_SPAN_NAME, kind=SpanKind.INTERNAL)
+                if self._span.is_recording():
+                    attributes: dict[str, str] = dict(labels)
+                    if self.reason:
+                        attributes["llm.route.reason"] = self.reason
+                    self._span.set_attributes(attributes)
+        except Exception as exc:
+            internal_error("route.enter", exc)
+        self._tokens = (
+            otel_context.attach(trace.set_span_in_context(self._span)),
+            ambient_labels.set({**ambient_labels.get(), **labels}),
+        )
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        tokens, self._tokens = self._tokens, None
+        try:
+            if exc is not None and self._span.is_recording():
+                self._span.set_attribute(n.ERROR_TYPE, error_type_of(exc))
+                self._span.set_status(Status(StatusCode.ERROR, str(exc)[:500]))
+            self._span.end()
+        except Exception as err:
+            internal_error("route.exit", err)
+        if tokens is not None:
+            try:
+                ambient_labels.reset(tokens[1])
+                otel_context.detach(tokens[0])
+            except Exception as err:
+                internal_error("route.detach", err)
+
+    async def __aenter__(self) -> route:
+        return self.__enter__()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+    def __call__(self, fn: Callable[P, R]) -> Callable[P, R]:
+        task_type, model, reason = self.task_type, self.model, self.reason
+        if inspect.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def async_routed(*args: Any, **kwargs: Any) -> Any:
+                with route(task_type, model, reason=reason):
+                    return await fn(*args, **kwargs)  # type: ignore[misc]
+
+            return async_routed  # type: ignore[return-value]
+
+        @functools.wraps(fn)
+        def routed(*args: P.args, **kwargs: P.kwargs) -> R:
+            with route(task_type, model, reason=reason):
+                return fn(*args, **kwargs)
+
+        return routed

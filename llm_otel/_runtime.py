@@ -1,0 +1,195 @@
+"""The providers and helpers every part of the kit records through.
+
+``configure()`` builds one immutable ``Telemetry`` and swaps it in; decorators,
+middleware and handlers read ``current()`` at call time, so a second
+``configure()`` (as tests do) takes effect everywhere at once.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry import metrics, trace
+from opentelemetry.metrics import MeterProvider
+from opentelemetry.trace import Tracer, TracerProvider
+
+from llm_otel import _config
+from llm_otel._cardinality import CardinalityGuard
+from llm_otel._content import Redactor, default_redactor
+from llm_otel._metrics import Recorder
+from llm_otel._pricing import Price, PriceBook, load_price_file
+from llm_otel._version import VERSION
+
+
+@dataclass
+class Telemetry:
+    tracer_provider: TracerProvider
+    meter_provider: MeterProvider
+    tracer: Tracer
+    recorder: Recorder
+    prices: PriceBook
+    settings: Mapping[str, Any]
+    capture_content: bool
+    redactor: Redactor
+    enabled: bool = True
+    evaluator: Any = None
+    owned: list[Any] = field(default_factory=list)
+
+    @property
+    def wants_text(self) -> bool:
+        """Completion text is gathered only for content capture or an evaluator."""
+        return self.capture_content or self.evaluator is not None
+
+    def shutdown(self) -> None:
+        if self.evaluator is not None:
+            self.evaluator.close()
+        for provider in self.owned:
+            provider.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        ok = True
+        for provider in (self.tracer_provider, self.meter_provider):
+            flush = getattr(provider, "force_flush", None)
+            if flush is not None:
+                ok = bool(flush(timeout_millis=timeout_millis)) and ok
+        return ok
+
+
+_lock = threading.Lock()
+_state: Telemetry | None = None
+
+
+def _build(
+    settings: Mapping[str, Any],
+    tracer_provider: TracerProvider,
+    meter_provider: MeterProvider,
+    overrides: Mapping[str, Mapping[str, Any] | Price],
+    redactor: Redactor | None,
+    owned: list[Any],
+) -> Telemetry:
+    return Telemetry(
+        tracer_provider=tracer_provider,
+        meter_provider=meter_provider,
+        tracer=tracer_provider.get_tracer("llm_otel", VERSION),
+        recorder=Recorder(meter_provider, CardinalityGuard(settings["cardinality_limit"])),
+        prices=PriceBook(overrides),
+        settings=settings,
+        capture_content=bool(settings["capture_content"]),
+        redactor=redactor or default_redactor,
+        enabled=bool(settings["enabled"]),
+        owned=owned,
+    )
+
+
+def current() -> Telemetry:
+    """The configured telemetry, or one bound to the global providers until configure() runs."""
+    state = _state
+    if state is not None:
+        return state
+    with _lock:
+        if _state is None:
+            settings = _config.resolve({})
+            _set(_build(settings, trace.get_tracer_provider(), metrics.get_meter_provider(), _file_prices(settings),
+                        None, []))
+        assert _state is not None
+        return _state
+
+
+def _set(state: Telemetry) -> None:
+    global _state
+    _state = state
+
+
+def _file_prices(settings: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    path = settings.get("prices_file")
+    return load_price_file(path) if path else {}
+
+
+def configure(
+    *,
+    service_name: str | None = None,
+    endpoint: str | None = None,
+    protocol: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    tracer_provider: TracerProvider | None = None,
+    meter_provider: MeterProvider | None = None,
+    capture_content: bool | None = None,
+    prices: Mapping[str, Mapping[str, Any] | Price] | None = None,
+    redactor: Redactor | None = None,
+    cardinality_limit: int | None = None,
+    metric_export_interval_ms: int | None = None,
+    metric_readers: Sequence[Any] = (),
+    span_processors: Sequence[Any] = (),
+    resource_attributes: Mapping[str, Any] | None = None,
+    evaluator: Callable[..., Any] | None = None,
+    evaluation_sample_rate: float | None = None,
+    enabled: bool | None = None,
+    set_global: bool = True,
+    **more: Any,
+) -> Telemetry:
+    """Set up traces and metrics for the whole kit; see docs/configuration.md for every option.
+
+    Calling it again replaces what an earlier call set up (and shuts down the
+    providers that call created).
+    """
+    unknown = set(more) - set(_config.SETTINGS_BY_NAME)
+    if unknown:
+        raise TypeError(f"configure() got unexpected arguments: {', '.join(sorted(unknown))}")
+    arguments = {
+        "service_name": service_name, "endpoint": endpoint, "protocol": protocol, "headers": headers,
+        "capture_content": capture_content, "cardinality_limit": cardinality_limit,
+        "metric_export_interval_ms": metric_export_interval_ms,
+        "evaluation_sample_rate": evaluation_sample_rate, "enabled": enabled, **more,
+    }
+    settings = _config.resolve(arguments)
+    overrides: dict[str, Mapping[str, Any] | Price] = dict(_file_prices(settings))
+    overrides.update(prices or {})
+
+    from llm_otel import _providers
+
+    owned: list[Any] = []
+    sink = _providers.DropSink()
+    if tracer_provider is None:
+        tracer_provider = _providers.tracer_provider(settings, resource_attributes, span_processors, sink)
+        owned.append(tracer_provider)
+    else:
+        for processor in span_processors:
+            tracer_provider.add_span_processor(processor)  # type: ignore[attr-defined]
+    if meter_provider is None:
+        meter_provider = _providers.meter_provider(settings, resource_attributes, metric_readers, sink)
+        owned.append(meter_provider)
+    if set_global:
+        _providers.set_global_if_unset(tracer_provider, meter_provider)
+
+    state = _build(settings, tracer_provider, meter_provider, overrides, redactor, owned)
+    sink.recorder = state.recorder
+    if evaluator is not None:
+        from llm_otel._quality import BackgroundEvaluator
+
+        state.evaluator = BackgroundEvaluator(
+            evaluator, sample_rate=settings["evaluation_sample_rate"],
+            queue_size=settings["evaluation_queue_size"],
+        )
+    with _lock:
+        previous = _state
+        _set(state)
+    if previous is not None:
+        previous.shutdown()
+    return state
+
+
+def shutdown() -> None:
+    """Flush and stop what configure() created; later calls fall back to the global providers."""
+    global _state
+    with _lock:
+        previous, _state = _state, None
+    if previous is not None:
+        previous.shutdown()
+
+
+def force_flush(timeout_millis: int = 30000) -> bool:
+    state = _state
+    return state.force_flush(timeout_millis) if state is not None else True

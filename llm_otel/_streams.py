@@ -1,0 +1,225 @@
+"""Streamed responses: the call stays open until the stream is exhausted, closed or abandoned.
+
+While the wrapped generator runs, the call's span is the current span, so
+HTTP client spans made inside it nest correctly; between chunks the caller's
+context is restored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+
+from llm_otel import _names as n
+from llm_otel._call import LLMCall
+from llm_otel._context import current_call
+
+
+def _activate(call: LLMCall) -> tuple[object, Any]:
+    token = otel_context.attach(trace.set_span_in_context(call.span))
+    return token, current_call.set(call)
+
+
+def _deactivate(tokens: tuple[object, Any]) -> None:
+    otel_context.detach(tokens[0])  # type: ignore[arg-type]
+    current_call.reset(tokens[1])
+
+
+def _closed_early(call: LLMCall) -> None:
+    if call.span.is_recording():
+        call.span.set_attribute(n.LLM_STREAM_OUTCOME, "closed_early")
+    call.end()
+
+
+def traced_generator(gen: Generator[Any, Any, Any], call: LLMCall) -> Generator[Any, Any, Any]:
+    sent: Any = None
+    thrown: BaseException | None = None
+    while True:
+        tokens = _activate(call)
+        try:
+            if thrown is not None:
+                chunk = gen.throw(thrown)
+                thrown = None
+            else:
+                chunk = gen.send(sent)
+        except StopIteration as stop:
+            call.end()
+            return stop.value
+        except BaseException as exc:
+            call.fail(exc)
+            raise
+        finally:
+            _deactivate(tokens)
+        call.add_chunk(chunk)
+        try:
+            sent = yield chunk
+        except GeneratorExit:
+            try:
+                gen.close()
+            finally:
+                _closed_early(call)
+            raise
+        except BaseException as exc:
+            thrown = exc
+
+
+async def traced_async_generator(agen: AsyncGenerator[Any, Any], call: LLMCall) -> AsyncGenerator[Any, Any]:
+    sent: Any = None
+    thrown: BaseException | None = None
+    while True:
+        tokens = _activate(call)
+        try:
+            if thrown is not None:
+                chunk = await agen.athrow(thrown)
+                thrown = None
+            else:
+                chunk = await agen.asend(sent)
+        except StopAsyncIteration:
+            call.end()
+            return
+        except BaseException as exc:
+            call.fail(exc)
+            raise
+        finally:
+            _deactivate(tokens)
+        call.add_chunk(chunk)
+        try:
+            sent = yield chunk
+        except GeneratorExit:
+            try:
+                await agen.aclose()
+            finally:
+                _closed_early(call)
+            raise
+        except BaseException as exc:
+            thrown = exc
+
+
+class StreamProxy:
+    """Wraps an SDK stream object (``openai.Stream``, ``anthropic.Stream``) a function returned.
+
+    Everything but iteration and closing is forwarded, so ``stream.response``
+    and ``with stream:`` keep working.
+    """
+
+    def __init__(self, stream: Any, call: LLMCall) -> None:
+        self._llm_otel_stream = stream
+        self._llm_otel_call = call
+        self._llm_otel_iter: Iterator[Any] | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._llm_otel_stream, name)
+
+    def __iter__(self) -> StreamProxy:
+        return self
+
+    def __next__(self) -> Any:
+        call = self._llm_otel_call
+        if self._llm_otel_iter is None:
+            self._llm_otel_iter = iter(self._llm_otel_stream)
+        try:
+            chunk = next(self._llm_otel_iter)
+        except StopIteration:
+            call.end()
+            raise
+        except BaseException as exc:
+            call.fail(exc)
+            raise
+        call.add_chunk(chunk)
+        return chunk
+
+    def __enter__(self) -> StreamProxy:
+        enter = getattr(self._llm_otel_stream, "__enter__", None)
+        if enter is not None:
+            enter()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> Any:
+        try:
+            exit_ = getattr(self._llm_otel_stream, "__exit__", None)
+            return exit_(*exc_info) if exit_ is not None else None
+        finally:
+            if not self._llm_otel_call.ended:
+                _closed_early(self._llm_otel_call)
+
+    def close(self) -> None:
+        try:
+            close = getattr(self._llm_otel_stream, "close", None)
+            if close is not None:
+                close()
+        finally:
+            if not self._llm_otel_call.ended:
+                _closed_early(self._llm_otel_call)
+
+    def __del__(self) -> None:
+        call = self.__dict__.get("_llm_otel_call")
+        if call is not None and not call.ended:
+            _closed_early(call)
+
+
+class AsyncStreamProxy:
+    def __init__(self, stream: Any, call: LLMCall) -> None:
+        self._llm_otel_stream = stream
+        self._llm_otel_call = call
+        self._llm_otel_iter: AsyncIterator[Any] | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._llm_otel_stream, name)
+
+    def __aiter__(self) -> AsyncStreamProxy:
+        return self
+
+    async def __anext__(self) -> Any:
+        call = self._llm_otel_call
+        if self._llm_otel_iter is None:
+            self._llm_otel_iter = self._llm_otel_stream.__aiter__()
+        try:
+            chunk = await self._llm_otel_iter.__anext__()
+        except StopAsyncIteration:
+            call.end()
+            raise
+        except BaseException as exc:
+            call.fail(exc)
+            raise
+        call.add_chunk(chunk)
+        return chunk
+
+    async def __aenter__(self) -> AsyncStreamProxy:
+        enter = getattr(self._llm_otel_stream, "__aenter__", None)
+        if enter is not None:
+            await enter()
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> Any:
+        try:
+            exit_ = getattr(self._llm_otel_stream, "__aexit__", None)
+            return await exit_(*exc_info) if exit_ is not None else None
+        finally:
+            if not self._llm_otel_call.ended:
+                _closed_early(self._llm_otel_call)
+
+    async def close(self) -> None:
+        try:
+            close = getattr(self._llm_otel_stream, "close", None)
+            if close is not None:
+                await close()
+        finally:
+            if not self._llm_otel_call.ended:
+                _closed_early(self._llm_otel_call)
+
+    def __del__(self) -> None:
+        call = self.__dict__.get("_llm_otel_call")
+        if call is not None and not call.ended:
+            _closed_early(call)
+
+
+def is_sdk_stream(value: Any) -> bool:
+    """An SDK stream object (iterable with a ``response``), not a plain list or dict."""
+    return hasattr(value, "__next__") and hasattr(value, "response") and hasattr(value, "close")
+
+
+def is_async_sdk_stream(value: Any) -> bool:
+    return hasattr(value, "__anext__") and hasattr(value, "response") and hasattr(value, "close")

@@ -1,0 +1,103 @@
+"""Token usage as the core understands it, and the checks that make bad payloads harmless.
+
+``input_tokens`` always includes cached input (read and written) and
+``output_tokens`` always includes reasoning tokens: that is what providers
+bill and what the GenAI conventions ask for. Providers that report them
+separately (Anthropic's cache fields) are normalised by the extractors.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class TokenUsage:
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cache_read_input_tokens: int | None = None
+    cache_creation_input_tokens: int | None = None
+    reasoning_output_tokens: int | None = None
+
+    @property
+    def known(self) -> bool:
+        return self.input_tokens is not None or self.output_tokens is not None
+
+    def merged(self, newer: TokenUsage) -> TokenUsage:
+        """Fields of ``newer`` win where present (later stream events carry the final counts)."""
+        return TokenUsage(
+            _first(newer.input_tokens, self.input_tokens),
+            _first(newer.output_tokens, self.output_tokens),
+            _first(newer.cache_read_input_tokens, self.cache_read_input_tokens),
+            _first(newer.cache_creation_input_tokens, self.cache_creation_input_tokens),
+            _first(newer.reasoning_output_tokens, self.reasoning_output_tokens),
+        )
+
+
+def _first(a: int | None, b: int | None) -> int | None:
+    return a if a is not None else b
+
+
+class UsageProblems:
+    """Collects why parts of a usage payload were unusable (one reason per field)."""
+
+    __slots__ = ("reasons",)
+
+    def __init__(self) -> None:
+        self.reasons: list[str] = []
+
+    def add(self, reason: str) -> None:
+        if reason not in self.reasons:
+            self.reasons.append(reason)
+
+
+def token_count(value: Any, field: str, problems: UsageProblems) -> int | None:
+    """A non-negative int from whatever a provider or user handed us, else None with a reason."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        problems.add(f"{field}:not_a_number")
+        return None
+    if isinstance(value, int):
+        if value < 0:
+            problems.add(f"{field}:negative")
+            return None
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value) or value != int(value):
+            problems.add(f"{field}:not_an_integer")
+            return None
+        if value < 0:
+            problems.add(f"{field}:negative")
+            return None
+        return int(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if text.isdigit():
+            return int(text)
+        problems.add(f"{field}:not_a_number")
+        return None
+    problems.add(f"{field}:unsupported_type")
+    return None
+
+
+def consistent(usage: TokenUsage, problems: UsageProblems) -> TokenUsage:
+    """Drop sub-counts that exceed their totals rather than price impossible usage."""
+    cache_read = usage.cache_read_input_tokens
+    cache_creation = usage.cache_creation_input_tokens
+    reasoning = usage.reasoning_output_tokens
+    if usage.input_tokens is not None and (cache_read or 0) + (cache_creation or 0) > usage.input_tokens:
+        problems.add("cache_tokens:exceed_input")
+        cache_read = cache_creation = None
+    if usage.output_tokens is not None and reasoning is not None and reasoning > usage.output_tokens:
+        problems.add("reasoning_tokens:exceed_output")
+        reasoning = None
+    if (cache_read, cache_creation, reasoning) == (
+        usage.cache_read_input_tokens,
+        usage.cache_creation_input_tokens,
+        usage.reasoning_output_tokens,
+    ):
+        return usage
+    return TokenUsage(usage.input_tokens, usage.output_tokens, cache_read, cache_creation, reasoning)
