@@ -241,6 +241,9 @@ class LLMCall:
             self.deactivate()
             try:
                 self.span.end()
+                # offered only now, so the scorer never races the call's own span
+                if error is None and self.telemetry.evaluator is not None:
+                    self.telemetry.evaluator.offer(self)
             except Exception as exc:
                 internal_error("span.end", exc)
 
@@ -324,8 +327,6 @@ class LLMCall:
         if self.span.is_recording():
             self._annotate_span(provider, request_model, error, error_type, quote, unpriced)
 
-        if error is None and telemetry.evaluator is not None:
-            telemetry.evaluator.offer(self)
 
     def _annotate_span(
         self,

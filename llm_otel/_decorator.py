@@ -89,9 +89,9 @@ def _wrap(fn: Callable[P, R], spec: CallSpec) -> Callable[P, R]:
         def async_gen_wrapper(*args: Any, **kwargs: Any) -> Any:
             call = site.open(args, kwargs, activate=False)
             agen = fn(*args, **kwargs)
-            return agen if call is None else traced_async_generator(agen, call)  # type: ignore[arg-type]
+            return agen if call is None else traced_async_generator(agen, call)
 
-        return async_gen_wrapper  # type: ignore[return-value]
+        return async_gen_wrapper
 
     if inspect.isgeneratorfunction(fn):
 
@@ -99,9 +99,9 @@ def _wrap(fn: Callable[P, R], spec: CallSpec) -> Callable[P, R]:
         def gen_wrapper(*args: Any, **kwargs: Any) -> Any:
             call = site.open(args, kwargs, activate=False)
             gen = fn(*args, **kwargs)
-            return gen if call is None else traced_generator(gen, call)  # type: ignore[arg-type]
+            return gen if call is None else traced_generator(gen, call)
 
-        return gen_wrapper  # type: ignore[return-value]
+        return gen_wrapper
 
     if inspect.iscoroutinefunction(fn):
 
@@ -109,9 +109,9 @@ def _wrap(fn: Callable[P, R], spec: CallSpec) -> Callable[P, R]:
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
             call = site.open(args, kwargs, activate=True)
             if call is None:
-                return await fn(*args, **kwargs)  # type: ignore[misc]
+                return await fn(*args, **kwargs)
             try:
-                result = await fn(*args, **kwargs)  # type: ignore[misc]
+                result = await fn(*args, **kwargs)
             except BaseException as exc:
                 call.fail(exc)
                 raise
@@ -131,7 +131,7 @@ def _wrap(fn: Callable[P, R], spec: CallSpec) -> Callable[P, R]:
             raise
         return _finish(call, result)
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper
 
 
 def _finish(call: LLMCall, result: Any) -> Any:

@@ -72,6 +72,9 @@ def openai_chat_usage(usage: Any, problems: UsageProblems) -> TokenUsage:
             cache_read_input_tokens=token_count(
                 _get(_get(usage, "prompt_tokens_details"), "cached_tokens"), "cache_read_tokens", problems
             ),
+            cache_creation_input_tokens=token_count(
+                _get(_get(usage, "prompt_tokens_details"), "cache_write_tokens"), "cache_creation_tokens", problems
+            ),
             reasoning_output_tokens=token_count(
                 _get(_get(usage, "completion_tokens_details"), "reasoning_tokens"), "reasoning_tokens", problems
             ),
@@ -87,6 +90,9 @@ def openai_responses_usage(usage: Any, problems: UsageProblems) -> TokenUsage:
             output_tokens=token_count(_get(usage, "output_tokens"), "output_tokens", problems),
             cache_read_input_tokens=token_count(
                 _get(_get(usage, "input_tokens_details"), "cached_tokens"), "cache_read_tokens", problems
+            ),
+            cache_creation_input_tokens=token_count(
+                _get(_get(usage, "input_tokens_details"), "cache_write_tokens"), "cache_creation_tokens", problems
             ),
             reasoning_output_tokens=token_count(
                 _get(_get(usage, "output_tokens_details"), "reasoning_tokens"), "reasoning_tokens", problems

@@ -128,7 +128,7 @@ TOKEN_USAGE = Instrument(
     "gen_ai.client.token.usage", "histogram", "{token}",
     "Number of input and output tokens used per call.",
     "gen_ai_client_token_usage", TOKEN_BUCKETS,
-    METRIC_ATTRIBUTE_KEYS + (GEN_AI_TOKEN_TYPE,),
+    (*METRIC_ATTRIBUTE_KEYS, GEN_AI_TOKEN_TYPE),
 )
 OPERATION_DURATION = Instrument(
     "gen_ai.client.operation.duration", "histogram", "s",

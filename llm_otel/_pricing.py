@@ -174,10 +174,11 @@ class PriceBook:
 
     def _entry(self, provider: str | None, model: str) -> _DatabaseEntry | None:
         key = (provider or "", model)
-        entry = self._db.get(key, _MISSING_ENTRY)
         now = time.monotonic()
-        if entry is not _MISSING_ENTRY and (entry is None or entry.expires > now):
-            return entry
+        if key in self._db:
+            entry = self._db[key]
+            if entry is None or entry.expires > now:
+                return entry
         resolved = self._resolve(provider, model, now)
         with self._lock:
             self._db[key] = resolved
@@ -226,5 +227,3 @@ class PriceBook:
             return None
         return float(result.total_price)
 
-
-_MISSING_ENTRY: Any = object()

@@ -58,7 +58,7 @@ def _labels_of(call: Any) -> dict[str, str]:
 
 
 def record_quality(
-    score: float,
+    score: float | Any,
     *,
     name: str = "hallucination",
     call: Any = None,

@@ -23,7 +23,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-class route:  # noqa: N801 - used like a function: `with route(...)` / `@route(...)`
+class route:
     """Context manager and decorator.
 
     >>> with llm_otel.route(task_type="classify", model="gpt-4o-mini"):
@@ -100,7 +100,7 @@ class route:  # noqa: N801 - used like a function: `with route(...)` / `@route(.
             @functools.wraps(fn)
             async def async_routed(*args: Any, **kwargs: Any) -> Any:
                 with route(task_type, model, reason=reason):
-                    return await fn(*args, **kwargs)  # type: ignore[misc]
+                    return await fn(*args, **kwargs)
 
             return async_routed  # type: ignore[return-value]
 

@@ -90,11 +90,14 @@ class CapturedTelemetry:
     def collect(self) -> None:
         self._metrics_cache = self.reader.get_metrics_data()
 
-    def points(self, instrument: str, **match: str) -> list[Any]:
-        """Data points of one instrument whose attributes contain ``match`` (dots given as ``__``)."""
+    def points(self, instrument: str, attributes: Mapping[str, Any] | None = None, **match: str) -> list[Any]:
+        """Data points of one instrument whose attributes contain ``attributes`` and ``match``.
+
+        Keyword names spell each dot as ``__``: ``gen_ai__request__model="gpt-4o"``.
+        """
         if self._metrics_cache is None:
             self.collect()
-        wanted = {k.replace("__", "."): v for k, v in match.items()}
+        wanted = {**(attributes or {}), **{k.replace("__", "."): v for k, v in match.items()}}
         found = []
         data = self._metrics_cache
         for resource in data.resource_metrics if data is not None else ():
@@ -108,21 +111,21 @@ class CapturedTelemetry:
                             found.append(point)
         return found
 
-    def counter(self, instrument: str, **match: str) -> float:
+    def counter(self, instrument: str, attributes: Mapping[str, Any] | None = None, **match: str) -> float:
         self.collect()
-        return float(sum(p.value for p in self.points(instrument, **match)))
+        return float(sum(p.value for p in self.points(instrument, attributes, **match)))
 
-    def histogram_sum(self, instrument: str, **match: str) -> float:
+    def histogram_sum(self, instrument: str, attributes: Mapping[str, Any] | None = None, **match: str) -> float:
         self.collect()
-        return float(sum(p.sum for p in self.points(instrument, **match)))
+        return float(sum(p.sum for p in self.points(instrument, attributes, **match)))
 
-    def histogram_count(self, instrument: str, **match: str) -> int:
+    def histogram_count(self, instrument: str, attributes: Mapping[str, Any] | None = None, **match: str) -> int:
         self.collect()
-        return int(sum(p.count for p in self.points(instrument, **match)))
+        return int(sum(p.count for p in self.points(instrument, attributes, **match)))
 
-    def gauge(self, instrument: str, **match: str) -> float | None:
+    def gauge(self, instrument: str, attributes: Mapping[str, Any] | None = None, **match: str) -> float | None:
         self.collect()
-        points = self.points(instrument, **match)
+        points = self.points(instrument, attributes, **match)
         return float(points[-1].value) if points else None
 
     def metric(self, instrument: str) -> Any:

@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import pytest
+
+import llm_otel
+from llm_otel._cardinality import CardinalityGuard
+from llm_otel.testing import capture
+
+from .conftest import chat_response
+
+
+def test_overflow_values_fold_into_other_but_calls_still_count() -> None:
+    with capture(cardinality_limit=5) as telemetry:
+        for i in range(40):
+            @llm_otel.traced_llm(provider="openai", model="gpt-4o-mini", prompt_name=f"user-{i}")
+            def ask() -> dict[str, object]:
+                return chat_response(prompt_tokens=10, completion_tokens=1)
+
+            ask()
+        points = telemetry.points("llm.tokens.input")
+        names = {p.attributes["llm.prompt.name"] for p in points}
+        assert len(names) == 6 and "_other" in names
+        assert telemetry.counter("llm.tokens.input") == 400
+        assert telemetry.counter("llm.tokens.input", llm__prompt__name="_other") == 350
+        assert telemetry.histogram_count("gen_ai.client.operation.duration") == 40
+
+
+def test_million_values_stay_under_the_cap() -> None:
+    guard = CardinalityGuard(100)
+    for i in range(1_000_000):
+        guard.bound("call", {"user": str(i)})
+    assert len(guard._seen[("call", "user")]) == 100
+    assert guard.overflowed[("call", "user")] == 1_000_000 - 100
+
+
+def test_route_labels_are_bounded_too() -> None:
+    with capture(cardinality_limit=3) as telemetry:
+        for i in range(10):
+            with llm_otel.route(task_type=f"task-{i}", model="gpt-4o-mini"), \
+                    llm_otel.llm_call(provider="openai", model="gpt-4o-mini") as call:
+                call.set_usage(input_tokens=1, output_tokens=1)
+        values = {p.attributes["llm.task_type"] for p in telemetry.points("llm.tokens.input")}
+        assert values == {"task-0", "task-1", "task-2", "_other"}
+
+
+def test_limit_must_be_positive() -> None:
+    with pytest.raises(ValueError):
+        CardinalityGuard(0)
