@@ -7,6 +7,7 @@ decorator is built) for call sites.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -42,6 +43,7 @@ class CallSpec:
     usage: UsageReader | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
 
+    @functools.cached_property
     def static_labels(self) -> dict[str, str]:
         static = {n.GEN_AI_OPERATION_NAME: self.operation}
         for key, value in (
@@ -92,7 +94,7 @@ class LLMCall:
     def start(self, *, activate: bool = False) -> LLMCall:
         """Open the span; ``activate`` makes it the current span (and this the current call)."""
         try:
-            self.labels = {**self.spec.static_labels(), **ambient_labels.get()}
+            self.labels = {**self.spec.static_labels, **ambient_labels.get()}
             operation = self.spec.operation
             name = f"{operation} {self.request_model}" if self.request_model else operation
             self.span = self.telemetry.tracer.start_span(name, context=self._parent, kind=SpanKind.CLIENT)
@@ -311,6 +313,7 @@ class LLMCall:
             error_type=error_type,
             rate_limited=rate_limited,
             context_window=quote.context_window if quote is not None else None,
+            context=trace.set_span_in_context(self.span),
         )
         self.labels = bounded
 

@@ -20,6 +20,8 @@ _MISSING = object()
 def _get(obj: Any, name: str) -> Any:
     if obj is None:
         return None
+    if isinstance(obj, dict):  # checked before the (slower) ABC test: most payloads are plain dicts
+        return obj.get(name)
     if isinstance(obj, Mapping):
         return obj.get(name)
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from opentelemetry.context import Context
 from opentelemetry.metrics import MeterProvider
 
 from llm_otel import _names as n
@@ -64,27 +65,31 @@ class Recorder:
         error_type: str | None,
         rate_limited: bool,
         context_window: int | None,
+        context: Context | None = None,
     ) -> None:
-        """Record one finished call; ``attributes`` are already bounded."""
-        self.duration.record(duration_s, attributes)
+        """Record one finished call; ``attributes`` are already bounded.
+
+        ``context`` carries the call's span so exemplars link each series to its trace.
+        """
+        self.duration.record(duration_s, attributes, context)
         if time_to_first_chunk_s is not None:
-            self.time_to_first_chunk.record(time_to_first_chunk_s, attributes)
+            self.time_to_first_chunk.record(time_to_first_chunk_s, attributes, context)
         if usage.input_tokens is not None:
-            self.tokens_input.add(usage.input_tokens, attributes)
-            self.token_usage.record(usage.input_tokens, {**attributes, **_INPUT})
+            self.tokens_input.add(usage.input_tokens, attributes, context)
+            self.token_usage.record(usage.input_tokens, {**attributes, **_INPUT}, context)
             if context_window:
-                self.context_utilization.record(usage.input_tokens / context_window, attributes)
+                self.context_utilization.record(usage.input_tokens / context_window, attributes, context)
         if usage.output_tokens is not None:
-            self.tokens_output.add(usage.output_tokens, attributes)
-            self.token_usage.record(usage.output_tokens, {**attributes, **_OUTPUT})
+            self.tokens_output.add(usage.output_tokens, attributes, context)
+            self.token_usage.record(usage.output_tokens, {**attributes, **_OUTPUT}, context)
         if cost_usd is not None:
-            self.cost.record(cost_usd, attributes)
+            self.cost.record(cost_usd, attributes, context)
         elif unpriced:
-            self.cost_unpriced.add(1, attributes)
+            self.cost_unpriced.add(1, attributes, context)
         if error_type is not None:
-            self.errors.add(1, attributes)
+            self.errors.add(1, attributes, context)
             if rate_limited:
-                self.rate_limited.add(1, attributes)
+                self.rate_limited.add(1, attributes, context)
 
     def record_quality(self, score: float, attributes: Mapping[str, str]) -> None:
         self.hallucination.set(score, attributes)

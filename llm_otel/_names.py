@@ -150,10 +150,20 @@ RATE_LIMITED = Instrument(
     "LLM calls rejected by the provider's rate limit (HTTP 429).",
     "llm_rate_limited_total",
 )
+QUALITY_ATTRIBUTE_KEYS: tuple[str, ...] = (
+    GEN_AI_OPERATION_NAME,
+    GEN_AI_PROVIDER_NAME,
+    GEN_AI_REQUEST_MODEL,
+    LLM_TASK_TYPE,
+    LLM_ROUTED_MODEL,
+    LLM_PROMPT_NAME,
+    LLM_PROMPT_VERSION,
+)
 HALLUCINATION = Instrument(
     "llm.hallucination.score", "gauge", "{score}",
     "Latest hallucination score from an evaluator (0 = grounded, 1 = likely hallucination).",
     "llm_hallucination_score",
+    labels=QUALITY_ATTRIBUTE_KEYS,
 )
 CONTEXT_UTILIZATION = Instrument(
     "llm.context.utilization", "histogram", "1",

@@ -26,15 +26,7 @@ from llm_otel._log import internal_error, log_once
 from llm_otel._metrics import QUALITY_SCOPE
 from llm_otel._runtime import current
 
-_QUALITY_LABELS = (
-    n.GEN_AI_OPERATION_NAME,
-    n.GEN_AI_PROVIDER_NAME,
-    n.GEN_AI_REQUEST_MODEL,
-    n.LLM_TASK_TYPE,
-    n.LLM_ROUTED_MODEL,
-    n.LLM_PROMPT_NAME,
-    n.LLM_PROMPT_VERSION,
-)
+_QUALITY_LABELS = frozenset(n.QUALITY_ATTRIBUTE_KEYS)
 
 
 def _valid_score(score: Any) -> float | None:
