@@ -21,8 +21,9 @@ from __future__ import annotations
 
 from ._content import Reply, ToolCall, Usage, count_tokens, expected_reply, expected_usage, is_reasoning_model
 from ._faults import FAULT_HEADER, FaultPlan
+from ._http import RecordedRequest
 from ._latency import LatencyProfile
-from ._server import RecordedRequest, StandInServer
+from ._server import StandInServer
 
 __all__ = [
     "FAULT_HEADER",

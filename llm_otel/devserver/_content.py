@@ -29,6 +29,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ._tools import choose_tool, tool_arguments
+
 FinishReason = Literal["stop", "length", "tool_calls"]
 
 _TOKEN = re.compile(r"\w+|[^\w\s]")
@@ -174,10 +176,6 @@ class Prompt:
     answered_by_tool: bool = False
     markers: Mapping[str, str] = field(default_factory=dict)
 
-    @property
-    def text(self) -> str:
-        return "\n".join(text for _, text in self.parts)
-
 
 def _texts(content: object) -> list[str]:
     """Text pieces of a message ``content`` in the OpenAI or Anthropic shape."""
@@ -215,7 +213,8 @@ def _is_tool_result(item: Mapping[str, Any]) -> bool:
 
 def _item_texts(item: Mapping[str, Any]) -> list[str]:
     texts = _texts(item.get("content"))
-    for call in item.get("tool_calls") or ():
+    calls = item.get("tool_calls")
+    for call in calls if isinstance(calls, list) else ():
         function = call.get("function") if isinstance(call, Mapping) else None
         if isinstance(function, Mapping) and isinstance(function.get("arguments"), str):
             texts.append(function["arguments"])
@@ -289,70 +288,6 @@ def _truncate(text: str, max_tokens: int) -> str:
     return "".join(split_pieces(text)[: max(max_tokens, 0)]).rstrip()
 
 
-def _tool_specs(tools: object) -> list[tuple[str, Mapping[str, Any]]]:
-    """(name, JSON schema) of chat, Responses and Anthropic tool definitions."""
-    specs: list[tuple[str, Mapping[str, Any]]] = []
-    for tool in tools if isinstance(tools, Sequence) else ():
-        if not isinstance(tool, Mapping):
-            continue
-        function = tool.get("function")
-        spec = function if isinstance(function, Mapping) else tool
-        name = spec.get("name")
-        schema = spec.get("parameters", spec.get("input_schema"))
-        if isinstance(name, str):
-            specs.append((name, schema if isinstance(schema, Mapping) else {}))
-    return specs
-
-
-def _forced_tool(tool_choice: object) -> str | None:
-    """The tool name a ``tool_choice`` forces, "*" for "any tool", "" for none, None for auto."""
-    if tool_choice in ("required", "any"):
-        return "*"
-    if tool_choice == "none":
-        return ""
-    if isinstance(tool_choice, Mapping):
-        kind = tool_choice.get("type")
-        function = tool_choice.get("function")
-        name = function.get("name") if isinstance(function, Mapping) else tool_choice.get("name")
-        if isinstance(name, str) and kind in ("function", "tool"):
-            return name
-        if kind in ("any", "none"):
-            return _forced_tool(kind)
-    return None
-
-
-def _placeholder(schema: object, user_text: str) -> object:
-    if not isinstance(schema, Mapping):
-        return user_text
-    if isinstance(schema.get("enum"), list) and schema["enum"]:
-        return schema["enum"][0]
-    kind = schema.get("type")
-    defaults: dict[object, object] = {"integer": 1, "number": 1, "boolean": True, "array": [], "object": {}}
-    return defaults.get(kind, user_text)
-
-
-def _arguments(schema: Mapping[str, Any], user_text: str) -> str:
-    properties = schema.get("properties")
-    properties = properties if isinstance(properties, Mapping) else {}
-    required = schema.get("required")
-    names = required if isinstance(required, list) else list(properties)
-    args = {str(name): _placeholder(properties.get(name), user_text) for name in names}
-    return json.dumps(args)
-
-
-def _choose_tool(prompt: Prompt, tools: object, tool_choice: object) -> tuple[str, Mapping[str, Any]] | None:
-    specs = _tool_specs(tools)
-    forced = _forced_tool(tool_choice)
-    wanted = prompt.markers.get("tool", "")
-    if not specs or forced == "" or (forced is None and (prompt.answered_by_tool or wanted == "none")):
-        return None
-    by_name = dict(specs)
-    name = forced if forced not in (None, "*") else wanted
-    if name in by_name:
-        return name, by_name[name]
-    return specs[0]
-
-
 def expected_reply(
     model: str,
     messages: object,
@@ -382,10 +317,11 @@ def expected_reply(
     reasoning = 32 + int.from_bytes(digest[-2:], "big") % 225 if is_reasoning_model(model) else 0
     key = digest.hex()[:24]
 
-    chosen = _choose_tool(prompt, tools, tool_choice)
+    wanted = prompt.markers.get("tool", "")
+    chosen = choose_tool(tools, tool_choice, wanted=wanted, answered_by_tool=prompt.answered_by_tool)
     if chosen is not None:
         name, schema = chosen
-        call = ToolCall(key, name, _arguments(schema, prompt.last_user_text))
+        call = ToolCall(key, name, tool_arguments(schema, prompt.last_user_text))
         visible = count_tokens(call.name) + count_tokens(call.arguments)
         usage = Usage(input_tokens, visible + reasoning, cached, reasoning)
         return Reply("", usage, "tool_calls", call, key, prompt.markers)
