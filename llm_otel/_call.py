@@ -94,7 +94,8 @@ class LLMCall:
     def start(self, *, activate: bool = False) -> LLMCall:
         """Open the span; ``activate`` makes it the current span (and this the current call)."""
         try:
-            self.labels = {**self.spec.static_labels, **ambient_labels.get()}
+            # the call site's own labels win over ambient ones (route, baggage)
+            self.labels = {**ambient_labels.get(), **self.spec.static_labels}
             operation = self.spec.operation
             name = f"{operation} {self.request_model}" if self.request_model else operation
             self.span = self.telemetry.tracer.start_span(name, context=self._parent, kind=SpanKind.CLIENT)

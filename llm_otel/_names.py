@@ -60,6 +60,8 @@ LLM_ROLLUP_CALLS = "llm.calls"
 LLM_ROLLUP_INPUT_TOKENS = "llm.usage.input_tokens"
 LLM_ROLLUP_OUTPUT_TOKENS = "llm.usage.output_tokens"
 LLM_ROLLUP_COST_USD = "llm.cost.usd_total"
+LLM_ROLLUP_ERRORS = "llm.calls.errors"
+LLM_ROLLUP_UNPRICED = "llm.calls.unpriced"
 
 ROUTE_SPAN_NAME = "llm.route"
 OVERFLOW_VALUE = "_other"

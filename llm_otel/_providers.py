@@ -8,6 +8,7 @@ counted in ``llm_otel.telemetry.dropped`` instead of vanishing.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -117,10 +118,20 @@ class CountingMetricExporter(MetricExporter):
         self._inner.shutdown(timeout_millis=timeout_millis, **kwargs)
 
 
+_INSTANCE_ID = str(uuid.uuid4())
+
+
 def _resource(settings: Mapping[str, Any], extra: Mapping[str, Any] | None) -> Resource:
-    attributes: dict[str, Any] = dict(extra or {})
+    """service.instance.id is unique per process unless set, so two replicas of one service
+    never overwrite each other's series in the collector's prometheus exporter."""
+    attributes: dict[str, Any] = {"service.instance.id": _INSTANCE_ID}
+    attributes.update(extra or {})
     attributes["service.name"] = settings["service_name"]
-    return Resource.create(attributes)
+    resource = Resource.create(attributes)
+    env_resource = Resource.create({})
+    if "service.instance.id" in env_resource.attributes and "service.instance.id" not in (extra or {}):
+        resource = resource.merge(Resource({"service.instance.id": env_resource.attributes["service.instance.id"]}))
+    return resource
 
 
 def _endpoint(settings: Mapping[str, Any], signal: str) -> str | None:

@@ -349,16 +349,20 @@ def stack_up(
     ``run_dir`` is already running, returns its info unchanged.
     """
     run_dir = (run_dir or default_run_dir()).resolve()
+    existing = _load_state(run_dir)
     if mode == "auto":
-        mode = "docker" if _docker_available() else "native"
+        mode = existing.mode if existing else ("docker" if _docker_available() else "native")
+    if existing is not None and existing.mode != mode:
+        raise StackError(
+            f"a {existing.mode} stack is recorded in {run_dir}; stop it first (`llm-otel stack down`)"
+        )
     if mode == "docker":
         return _docker_up(run_dir, host)
 
-    existing = _load_state(run_dir)
     if existing is not None:
-        if existing.mode == "native" and all(_pid_alive(pid) for pid in existing.pids.values()):
+        if all(_running(pid, run_dir) for pid in existing.pids.values()):
             return existing
-        stack_down(run_dir)
+        stack_down(run_dir)  # leftovers of a stack that partly died
 
     ports = ports or StackPorts()
     collector = collector or collector_binary()
@@ -410,7 +414,7 @@ def stack_up(
             _wait_healthy("prometheus", f"{info.prometheus_url}/-/ready", pids["prometheus"], run_dir, timeout)
     except BaseException:
         for pid in pids.values():
-            _terminate(pid)
+            _terminate(pid, run_dir)
         (run_dir / _STATE_FILE).unlink(missing_ok=True)
         raise
     return _with_pids(info, pids)
@@ -429,7 +433,7 @@ def stack_down(run_dir: Path | None = None, *, timeout: float = 20.0) -> list[st
     else:
         # Prometheus first, so it does not record the Collector going away as an outage.
         for component in sorted(info.pids, key=lambda name: name != "prometheus"):
-            if _terminate(info.pids[component], timeout):
+            if _terminate(info.pids[component], run_dir, timeout):
                 stopped.append(component)
             (run_dir / f"{component}.pid").unlink(missing_ok=True)
     (run_dir / _STATE_FILE).unlink(missing_ok=True)
@@ -496,7 +500,7 @@ def _spawn(component: str, command: list[str], run_dir: Path, env: Mapping[str, 
 def _wait_healthy(component: str, url: str, pid: int, run_dir: Path, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not _pid_alive(pid):
+        if not _running(pid, run_dir):
             raise StackError(f"{component} exited during startup:\n{_log_tail(run_dir / f'{component}.log')}")
         if _http_ok(url):
             return
@@ -507,17 +511,17 @@ def _wait_healthy(component: str, url: str, pid: int, run_dir: Path, timeout: fl
     )
 
 
-def _terminate(pid: int, timeout: float = 20.0) -> bool:
-    """SIGTERM, then SIGKILL after ``timeout``; True if the process was running."""
-    if not _pid_alive(pid):
+def _terminate(pid: int, run_dir: Path, timeout: float = 20.0) -> bool:
+    """SIGTERM, then SIGKILL after ``timeout``; True if our process was running."""
+    if not _running(pid, run_dir):
         _reap(pid)
         return False
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while _pid_alive(pid) and time.monotonic() < deadline:
+    while _running(pid, run_dir) and time.monotonic() < deadline:
         time.sleep(0.1)
-    if _pid_alive(pid):
+    if _running(pid, run_dir):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     _reap(pid, wait=True)
@@ -533,7 +537,8 @@ def _reap(pid: int, wait: bool = False) -> None:
             process.poll()
 
 
-def _pid_alive(pid: int) -> bool:
+def _running(pid: int, run_dir: Path) -> bool:
+    """Is ``pid`` alive and one of the processes started for ``run_dir``?"""
     process = _CHILDREN.get(pid)
     if process is not None:
         return process.poll() is None
@@ -542,17 +547,24 @@ def _pid_alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    # A zombie (exited, not yet reaped by its parent) is not running.
-    with contextlib.suppress(OSError):
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.rsplit(")", 1)[1].split()[0] != "Z"
-    return True
+        return False  # another user's process: a recycled pid, not ours
+    proc = Path(f"/proc/{pid}")
+    if not proc.is_dir():
+        return True  # no procfs (macOS): trust the pid file
+    try:
+        # A zombie (exited, not yet reaped by its parent) is not running.
+        if (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+            return False
+        # Processes are started with the run directory as working directory; a
+        # recycled pid belongs to something else and must not be signalled.
+        return Path(os.readlink(proc / "cwd")) == run_dir
+    except (OSError, IndexError):
+        return False
 
 
 def _component_up(info: StackInfo, component: str, url: str) -> bool:
     pid = info.pids.get(component)
-    if info.mode == "native" and pid is not None and not _pid_alive(pid):
+    if info.mode == "native" and pid is not None and not _running(pid, info.run_dir):
         return False
     return _http_ok(url)
 
