@@ -24,6 +24,7 @@ from llm_otel._context import ambient_labels, current_call, request_rollup
 from llm_otel._errors import error_type_of, is_rate_limit
 from llm_otel._extract import ResponseFacts, facts_from, usage_from_mapping
 from llm_otel._log import internal_error, log_once
+from llm_otel._pricing import Quote
 from llm_otel._runtime import Telemetry, current
 from llm_otel._usage import TokenUsage, UsageProblems
 
@@ -280,15 +281,25 @@ class LLMCall:
             rate_limited = error_type == n.RATE_LIMIT_ERROR_TYPE or (
                 isinstance(error, BaseException) and is_rate_limit(error)
             )
+            if rate_limited:
+                # one value across providers; the exception event on the span keeps the class
+                error_type = n.RATE_LIMIT_ERROR_TYPE
 
         quote = None
         unpriced = False
-        if usage.known:
+        complete = usage.input_tokens is not None and (
+            usage.output_tokens is not None or self.spec.operation == "embeddings"
+        )
+        if complete:
             quote = telemetry.prices.quote(provider, priced_model, usage)
             if quote.cost_usd is None and facts.response_model and request_model != facts.response_model:
                 quote = telemetry.prices.quote(provider, request_model, usage)
             self.cost_usd = quote.cost_usd
             unpriced = quote.cost_usd is None
+        elif usage.known:
+            # pricing half a call would understate it; an unknown price is not a partial one
+            quote = Quote(None, n.UNKNOWN_VALUE, "usage_incomplete")
+            unpriced = True
         elif error is None:
             unpriced = True
             self.problems.add("usage:missing")

@@ -70,7 +70,21 @@ def test_each_oddity_is_counted_and_marked(
     assert reason in span.attributes["llm.usage.unknown_reason"]  # type: ignore[operator, index]
     assert telemetry.counter("llm.tokens.input") == 0
     assert telemetry.counter("llm.cost.unpriced") == 2
+    assert telemetry.histogram_count("llm.cost.usd") == 0
     assert sum(reason in r.getMessage() for r in caplog.records) == 1  # logged once per cause
+
+
+def test_half_known_usage_is_unpriced_not_half_priced(telemetry: CapturedTelemetry) -> None:
+    @llm_otel.traced_llm(provider="openai", model="gpt-4o-mini")
+    def ask() -> Any:
+        return chat_response(prompt_tokens=-1, completion_tokens=50)
+
+    ask()
+    span = telemetry.span("chat gpt-4o-mini")
+    assert span.attributes["llm.cost.unpriced_reason"] == "usage_incomplete"  # type: ignore[index]
+    assert telemetry.counter("llm.tokens.output") == 50
+    assert telemetry.histogram_count("llm.cost.usd") == 0
+    assert telemetry.counter("llm.cost.unpriced") == 1
 
 
 def test_numeric_strings_are_accepted(telemetry: CapturedTelemetry) -> None:

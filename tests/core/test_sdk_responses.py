@@ -189,5 +189,6 @@ def test_real_sdk_rate_limit_error_is_counted(telemetry: CapturedTelemetry) -> N
 
     with pytest.raises(anthropic.RateLimitError):
         ask()
-    assert telemetry.counter("llm.rate_limited", error__type="anthropic.RateLimitError") == 1
+    assert telemetry.counter("llm.rate_limited", error__type="rate_limited") == 1
+    assert telemetry.counter("llm.errors", error__type="rate_limited") == 1
     client.close()

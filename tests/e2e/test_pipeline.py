@@ -1,0 +1,235 @@
+"""The whole path: @traced_llm → OTLP → real Collector → real Prometheus → every dashboard and alert query.
+
+Known traffic goes through the shipped collector config and is scraped by
+Debian's Prometheus with the shipped prometheus.yml and alert rules; every
+dashboard expression and alert rule is evaluated by Prometheus itself and the
+raw series are compared with the ground truth the traffic generator computed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import llm_otel
+from llm_otel._stack import StackInfo
+
+from . import _traffic
+from ._traffic import Truth
+
+JOB = "llm-e2e"
+ROUNDS = 3
+
+
+def _get(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return json.load(response)
+
+
+def query(info: StackInfo, expr: str) -> list[dict[str, Any]]:
+    assert info.prometheus_url is not None
+    body = _get(f"{info.prometheus_url}/api/v1/query?" + urllib.parse.urlencode({"query": expr}))
+    assert body["status"] == "success", (expr, body)
+    result: list[dict[str, Any]] = body["data"]["result"]
+    return result
+
+
+def scalar(info: StackInfo, expr: str) -> float:
+    result = query(info, expr)
+    assert len(result) == 1, (expr, result)
+    return float(result[0]["value"][1])
+
+
+def by_label(info: StackInfo, expr: str, label: str) -> dict[str, float]:
+    return {row["metric"].get(label, ""): float(row["value"][1]) for row in query(info, expr)}
+
+
+def wait_for(info: StackInfo, expr: str, expected: float, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    seen: Any = None
+    while time.monotonic() < deadline:
+        result = query(info, expr)
+        if result:
+            seen = float(result[0]["value"][1])
+            if seen == expected:
+                return
+        time.sleep(0.5)
+    raise AssertionError(f"{expr} stayed at {seen}, expected {expected}")
+
+
+@pytest.fixture(scope="module")
+def pipeline(native_stack: StackInfo) -> Iterator[tuple[StackInfo, Truth, _traffic.BlockingScorer]]:
+    scorer = _traffic.BlockingScorer()
+    llm_otel.configure(
+        service_name=JOB, endpoint=native_stack.otlp_grpc_endpoint, protocol="grpc",
+        metric_export_interval_ms=500, span_schedule_delay_ms=200, set_global=False,
+        evaluator=scorer, evaluation_sample_rate=1.0, evaluation_queue_size=1,
+    )
+    truth = Truth()
+    try:
+        for round_index in range(ROUNDS):
+            _traffic.drive(round_index, truth)
+            llm_otel.force_flush()
+            # every round must be scraped separately, so rate() windows hold real increases
+            wait_for(native_stack, f'sum(llm_tokens_input_total{{job="{JOB}"}})',
+                     float(sum(truth.input_tokens.values())))
+        scorer.release.set()
+        evaluator = llm_otel.current().evaluator
+        evaluator.join()
+        scorer.dropped = evaluator.dropped
+        llm_otel.force_flush()
+        time.sleep(2.5)  # a few scrapes and rule evaluations after the last export
+        yield native_stack, truth, scorer
+    finally:
+        scorer.release.set()
+        llm_otel.shutdown()
+
+
+def test_token_totals_are_exact(pipeline: tuple[StackInfo, Truth, Any]) -> None:
+    info, truth, _ = pipeline
+    series = f'llm_tokens_input_total{{job="{JOB}"}}'
+    assert by_label(info, f"sum by (gen_ai_request_model) ({series})", "gen_ai_request_model") == {
+        model: float(tokens) for model, tokens in truth.input_tokens.items()
+    }
+    output = by_label(info, f'sum by (gen_ai_request_model) (llm_tokens_output_total{{job="{JOB}"}})',
+                      "gen_ai_request_model")
+    assert output == {model: float(tokens) for model, tokens in truth.output_tokens.items()}
+
+
+def test_cost_matches_genai_prices_to_1e9(pipeline: tuple[StackInfo, Truth, Any]) -> None:
+    info, truth, _ = pipeline
+    by_model = by_label(info, f'sum by (gen_ai_request_model) (llm_cost_usd_sum{{job="{JOB}"}})',
+                        "gen_ai_request_model")
+    assert set(by_model) == set(truth.cost_by_model)
+    for model, cost in truth.cost_by_model.items():
+        assert by_model[model] == pytest.approx(cost, rel=1e-9), model
+    by_task = by_label(info, f'sum by (llm_task_type) (llm_cost_usd_sum{{job="{JOB}"}})', "llm_task_type")
+    for task, cost in truth.cost_by_task.items():
+        assert by_task[task] == pytest.approx(cost, rel=1e-9), task
+    assert scalar(info, f'sum(llm_cost_usd_count{{job="{JOB}"}})') == truth.priced_calls
+
+
+def test_requests_errors_rate_limits_and_unpriced(pipeline: tuple[StackInfo, Truth, Any]) -> None:
+    info, truth, _ = pipeline
+    requests = by_label(
+        info, f'sum by (gen_ai_request_model) (gen_ai_client_operation_duration_seconds_count{{job="{JOB}"}})',
+        "gen_ai_request_model",
+    )
+    assert requests == {model: float(calls) for model, calls in truth.calls_by_model.items()}
+    assert scalar(info, f'sum(llm_errors_total{{job="{JOB}"}})') == truth.errors
+    assert scalar(info, f'sum(llm_errors_total{{job="{JOB}",error_type="rate_limited"}})') == truth.rate_limited
+    assert scalar(info, f'sum(llm_rate_limited_total{{job="{JOB}"}})') == truth.rate_limited
+    assert scalar(info, f'sum(llm_cost_unpriced_total{{job="{JOB}"}})') == truth.unpriced
+    assert scalar(info, f'sum(gen_ai_client_operation_time_to_first_chunk_seconds_count{{job="{JOB}"}})') == \
+        truth.streams
+    assert scalar(info, f'sum(llm_otel_input_unknown_total{{job="{JOB}"}})') == truth.bad_input
+
+
+def test_quality_context_and_kit_health_series(pipeline: tuple[StackInfo, Truth, Any]) -> None:
+    info, truth, scorer = pipeline
+    score = scalar(info, f'max(llm_hallucination_score{{job="{JOB}",gen_ai_request_model="gpt-4o-mini"}})')
+    assert score == pytest.approx(truth.hallucination["gpt-4o-mini"])
+    utilization = scalar(info, f'sum(llm_context_utilization_count{{job="{JOB}"}})')
+    assert utilization == truth.priced_calls  # every priced model here has a known context window
+    dropped = scalar(info, f'sum(llm_otel_telemetry_dropped_total{{job="{JOB}",signal="evaluations"}})')
+    assert dropped == scorer.dropped > 0
+
+
+def test_every_dashboard_query_parses_and_returns_data(
+    pipeline: tuple[StackInfo, Truth, Any], dashboard_queries: list[Any]
+) -> None:
+    info, _, _ = pipeline
+    assert dashboard_queries
+    empty = []
+    for dashboard_query in dashboard_queries:
+        expr = dashboard_query.promql(rate_interval="1m", range_="1h")
+        result = query(info, expr)
+        values = [float(row["value"][1]) for row in result]
+        if not values or all(math.isnan(v) for v in values):
+            empty.append(f"{dashboard_query.panel}: {expr}")
+    assert empty == [], "panels without data:\n" + "\n".join(empty)
+
+
+def _left_side(expr: str) -> str:
+    """The measured quantity of an alert: the expression without its final threshold comparison."""
+    match = re.match(r"(?s)^(.*?)\s*(>|<|>=|<=|==|!=)\s*[0-9.e+-]+\s*$", expr.strip())
+    return match.group(1) if match else expr
+
+
+def test_every_alert_rule_evaluates_on_real_series(
+    pipeline: tuple[StackInfo, Truth, Any], alert_rules: list[Any]
+) -> None:
+    info, _, _ = pipeline
+    assert info.prometheus_url is not None
+    groups = _get(f"{info.prometheus_url}/api/v1/rules")["data"]["groups"]
+    loaded = {rule["name"]: rule for group in groups for rule in group["rules"]}
+    for rule in alert_rules:
+        assert loaded[rule.alert]["health"] == "ok", (rule.alert, loaded[rule.alert].get("lastError"))
+        measured = _left_side(rule.expr)
+        result = query(info, measured)
+        if measured.lstrip().startswith("absent"):
+            assert result == [], rule.alert  # the data is there, so "absent" must not fire
+        else:
+            assert result, f"{rule.alert}: {measured} returned no data"
+    assert loaded["OtelCollectorDown"]["state"] == "inactive"
+
+
+def test_traces_reach_the_collector_with_genai_attributes(pipeline: tuple[StackInfo, Truth, Any]) -> None:
+    info, _, _ = pipeline
+    assert info.traces_file is not None
+    spans = _read_spans(Path(info.traces_file))
+    llm_spans = [s for s in spans if s["name"] == "chat gpt-4o-mini" and s["attributes"].get("llm.task_type")]
+    assert len(llm_spans) == 4 * ROUNDS  # three answers and one rate-limited call per round
+    attrs = llm_spans[0]["attributes"]
+    assert attrs["gen_ai.provider.name"] == "openai"
+    assert attrs["gen_ai.operation.name"] == "chat"
+    assert attrs["llm.task_type"] == "classify"
+    assert "gen_ai.usage.input_tokens" in attrs and "llm.cost.usd" in attrs
+    assert llm_spans[0]["kind"] == 3  # SPAN_KIND_CLIENT
+    routes = {s["spanId"]: s for s in spans if s["name"] == "llm.route"}
+    assert all(s.get("parentSpanId") in routes for s in llm_spans), "routed calls are children of llm.route"
+    assert all(s["traceId"] == routes[s["parentSpanId"]]["traceId"] for s in llm_spans)
+    resource_services = {s["service"] for s in spans}
+    assert resource_services == {JOB}
+
+
+def _read_spans(path: Path) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + 30
+    spans: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        spans = []
+        if path.exists():
+            for line in path.read_text().splitlines():
+                for resource_spans in json.loads(line).get("resourceSpans", []):
+                    service = next(
+                        (a["value"].get("stringValue") for a in resource_spans["resource"]["attributes"]
+                         if a["key"] == "service.name"), None)
+                    for scope in resource_spans.get("scopeSpans", []):
+                        for span in scope.get("spans", []):
+                            span["attributes"] = {a["key"]: _value(a["value"]) for a in span.get("attributes", [])}
+                            span["service"] = service
+                            spans.append(span)
+        if any(s["name"] == "llm.route" for s in spans):
+            return spans
+        time.sleep(0.5)
+    return spans
+
+
+def _value(value: dict[str, Any]) -> Any:
+    for key in ("stringValue", "boolValue", "doubleValue"):
+        if key in value:
+            return value[key]
+    if "intValue" in value:
+        return int(value["intValue"])
+    if "arrayValue" in value:
+        return [_value(v) for v in value["arrayValue"].get("values", [])]
+    return value
