@@ -87,7 +87,9 @@ class LLMCall:
         self._parent = parent
         self._request_attributes = request_attributes
         self._input_messages: Any = None
+        self._span_provider: str | None = None  # the provider attribute the span started with
         self._start = 0.0
+        self._context: otel_context.Context | None = None  # the span's context, reused for exemplars
         self._token: object | None = None
         self._call_token: Any = None
 
@@ -96,21 +98,28 @@ class LLMCall:
         """Open the span; ``activate`` makes it the current span (and this the current call)."""
         try:
             # the call site's own labels win over ambient ones (route, baggage)
-            self.labels = {**ambient_labels.get(), **self.spec.static_labels}
+            ambient = ambient_labels.get()
+            static = self.spec.static_labels
+            self.labels = {**ambient, **static} if ambient else dict(static)
             operation = self.spec.operation
             name = f"{operation} {self.request_model}" if self.request_model else operation
-            self.span = self.telemetry.tracer.start_span(name, context=self._parent, kind=SpanKind.CLIENT)
-            if self.span.is_recording():
-                self.span.set_attributes(self._start_attributes())
+            # attributes given at start are seen by the sampler and set without a second lock round
+            self.span = self.telemetry.tracer.start_span(
+                name, context=self._parent, kind=SpanKind.CLIENT, attributes=self._start_attributes()
+            )
             if activate:
-                self._token = otel_context.attach(trace.set_span_in_context(self.span, self._parent))
+                self._context = trace.set_span_in_context(self.span, self._parent)
+                self._token = otel_context.attach(self._context)
                 self._call_token = current_call.set(self)
         except Exception as exc:
             internal_error("call.start", exc)
         self._start = time.perf_counter()
         return self
 
-    def end(self) -> None:
+    def end(self, *, outcome: str | None = None) -> None:
+        """Finish as successful; ``outcome="closed_early"`` marks a stream the caller stopped reading."""
+        if outcome is not None and not self.ended and self.span.is_recording():
+            self.span.set_attribute(n.LLM_STREAM_OUTCOME, outcome)
         self._finish(None)
 
     def fail(self, error: BaseException | str) -> None:
@@ -222,7 +231,8 @@ class LLMCall:
             self.set_usage(found)
 
     def _start_attributes(self) -> dict[str, Any]:
-        attributes: dict[str, Any] = {k: v for k, v in self.labels.items()}
+        attributes: dict[str, Any] = dict(self.labels)
+        self._span_provider = self.provider
         if self.provider:
             attributes[n.GEN_AI_PROVIDER_NAME] = self.provider
         if self.request_model:
@@ -302,7 +312,8 @@ class LLMCall:
             unpriced = True
         elif error is None:
             unpriced = True
-            self.problems.add("usage:missing")
+            if self.spec.operation != "embeddings":  # embedding APIs often report no usage at all
+                self.problems.add("usage:missing")
         for reason in self.problems.reasons:
             telemetry.recorder.count_unknown_input("usage", reason)
             log_once(f"usage-problem:{reason}", "llm-otel: usage payload problem %r; recorded as unknown", reason)
@@ -325,7 +336,7 @@ class LLMCall:
             error_type=error_type,
             rate_limited=rate_limited,
             context_window=quote.context_window if quote is not None else None,
-            context=trace.set_span_in_context(self.span),
+            context=self._context or trace.set_span_in_context(self.span),
         )
         self.labels = bounded
 
@@ -342,7 +353,6 @@ class LLMCall:
         if self.span.is_recording():
             self._annotate_span(provider, request_model, error, error_type, quote, unpriced)
 
-
     def _annotate_span(
         self,
         provider: str | None,
@@ -355,7 +365,9 @@ class LLMCall:
         span = self.span
         facts = self.facts
         usage = facts.usage
-        attributes: dict[str, Any] = {n.GEN_AI_PROVIDER_NAME: provider or n.UNKNOWN_VALUE}
+        attributes: dict[str, Any] = {}
+        if provider != self._span_provider or not provider:  # already on the span unless it changed since start
+            attributes[n.GEN_AI_PROVIDER_NAME] = provider or n.UNKNOWN_VALUE
         if request_model and not self.request_model:
             span.update_name(f"{self.spec.operation} {request_model}")
             attributes[n.GEN_AI_REQUEST_MODEL] = request_model
@@ -396,9 +408,10 @@ class LLMCall:
                 attributes[n.GEN_AI_OUTPUT_MESSAGES] = output_messages_json(
                     facts.output_text, facts.finish_reasons, redact
                 )
+        if error_type is not None:
+            attributes[n.ERROR_TYPE] = error_type
         span.set_attributes(attributes)
         if error_type is not None:
-            span.set_attribute(n.ERROR_TYPE, error_type)
             description = str(error) if isinstance(error, BaseException) else error_type
             span.set_status(Status(StatusCode.ERROR, description[:500]))
             if isinstance(error, BaseException):
@@ -445,7 +458,12 @@ def start_call(
     prompt_version: str | None = None,
     labels: Mapping[str, str] | None = None,
     request_attributes: Mapping[str, Any] | None = None,
+    activate: bool = False,
 ) -> LLMCall:
-    """Start a call for callback-style integrations; finish it with ``end()`` or ``fail()``."""
+    """Start a call for callback-style integrations; finish it with ``end()`` or ``fail()``.
+
+    ``activate=True`` also makes its span the current span until it finishes (only
+    when start and finish run in the same context, e.g. one thread or task).
+    """
     spec = CallSpec(operation, provider, model, task_type, prompt_name, prompt_version, None, dict(labels or {}))
-    return LLMCall(spec, parent=parent, request_attributes=request_attributes).start()
+    return LLMCall(spec, parent=parent, request_attributes=request_attributes).start(activate=activate)

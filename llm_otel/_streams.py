@@ -13,7 +13,6 @@ from typing import Any
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
-from llm_otel import _names as n
 from llm_otel._call import LLMCall
 from llm_otel._context import current_call
 
@@ -29,9 +28,7 @@ def _deactivate(tokens: tuple[object, Any]) -> None:
 
 
 def _closed_early(call: LLMCall) -> None:
-    if call.span.is_recording():
-        call.span.set_attribute(n.LLM_STREAM_OUTCOME, "closed_early")
-    call.end()
+    call.end(outcome="closed_early")
 
 
 def traced_generator(gen: Generator[Any, Any, Any], call: LLMCall) -> Generator[Any, Any, Any]:

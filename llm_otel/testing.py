@@ -95,6 +95,7 @@ class CapturedTelemetry:
             self.collect()
         wanted = {**(attributes or {}), **{k.replace("__", "."): v for k, v in match.items()}}
         found = []
+        keys_seen: set[str] = set()
         data = self._metrics_cache
         for resource in data.resource_metrics if data is not None else ():
             for scope in resource.scope_metrics:
@@ -103,8 +104,13 @@ class CapturedTelemetry:
                         continue
                     for point in metric.data.data_points:
                         attributes = dict(point.attributes or {})
+                        keys_seen.update(attributes)
                         if all(attributes.get(k) == v for k, v in wanted.items()):
                             found.append(point)
+        unknown = set(wanted) - keys_seen
+        if keys_seen and unknown:
+            # a misspelt key would otherwise match nothing and read as zero
+            raise AssertionError(f"{instrument} has no attribute {sorted(unknown)}; it has {sorted(keys_seen)}")
         return found
 
     def counter(self, instrument: str, attributes: Mapping[str, Any] | None = None, **match: str) -> float:
