@@ -412,10 +412,18 @@ class LLMCall:
             attributes[n.ERROR_TYPE] = error_type
         span.set_attributes(attributes)
         if error_type is not None:
-            description = str(error) if isinstance(error, BaseException) else error_type
+            description = _describe(error) if isinstance(error, BaseException) else error_type
             span.set_status(Status(StatusCode.ERROR, description[:500]))
             if isinstance(error, BaseException):
                 span.record_exception(error, escaped=True)
+
+
+def _describe(error: BaseException) -> str:
+    """``str(error)``, unless the exception's own ``__str__`` is broken."""
+    try:
+        return str(error)
+    except Exception:
+        return type(error).__name__
 
 
 @contextmanager

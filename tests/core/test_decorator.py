@@ -366,3 +366,20 @@ def test_reconfigure_switches_providers_for_existing_decorators() -> None:
         ask()
     assert len(first.spans()) == 1
     assert len(second.spans()) == 2
+
+
+class Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no text for you")
+
+
+def test_exception_with_broken_str_still_marks_the_span(telemetry: CapturedTelemetry) -> None:
+    @llm_otel.traced_llm(provider="openai", model="gpt-4o")
+    def ask() -> None:
+        raise Unprintable()
+
+    with pytest.raises(Unprintable):
+        ask()
+    span = telemetry.span("chat gpt-4o")
+    assert span.status.status_code is StatusCode.ERROR
+    assert span.attributes["error.type"].endswith("Unprintable")  # type: ignore[index, union-attr]
