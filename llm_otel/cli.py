@@ -32,6 +32,19 @@ def _stack(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from llm_otel import _demo
+
+    options = _demo.DemoOptions(duration_s=args.duration, rate=args.rate, stack=args.stack, live=not args.no_live)
+    return _demo.main(options)
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from llm_otel import _doctor
+
+    return _doctor.run_doctor(timeout=args.timeout, skip=args.skip)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="llm-otel", description="OpenTelemetry-native monitoring for LLM apps.")
     parser.add_argument("--version", action="version", version=f"llm-otel {VERSION}")
@@ -44,6 +57,34 @@ def build_parser() -> argparse.ArgumentParser:
                        help="docker compose when a Docker engine answers (auto), or native processes")
     stack.add_argument("--no-prometheus", action="store_true", help="start only the collector")
     stack.set_defaults(handler=_stack)
+
+    demo = commands.add_parser(
+        "demo",
+        help="see the kit work: drive a sample app against a local stand-in LLM API and show its metrics",
+        description="Starts a local stand-in LLM API (with latency and a few injected failures), routes "
+        "traffic to three models and prints a table per model computed from the kit's own metrics. "
+        "Exports to the collector when one answers on the OTLP endpoint (or with --stack).",
+    )
+    demo.add_argument("--duration", type=float, default=15.0, metavar="S", help="seconds of traffic (default 15)")
+    demo.add_argument("--rate", type=float, default=8.0, metavar="R", help="requests per second (default 8)")
+    demo.add_argument("--stack", action="store_true",
+                      help="export to the stack; start it (`llm-otel stack up`) when no collector answers")
+    demo.add_argument("--no-live", action="store_true", help="print the table once at the end, not live")
+    demo.set_defaults(handler=_demo)
+
+    doctor = commands.add_parser(
+        "doctor",
+        help="check configuration, OTLP endpoint, collector, Prometheus and Grafana; say what to fix",
+        description="One line per check (OK/WARN/FAIL/SKIP). Exit code 1 when a required check fails. "
+        "Reads OTEL_* / LLM_OTEL_* like configure(); Prometheus and Grafana from "
+        "LLM_OTEL_PROMETHEUS_URL / LLM_OTEL_GRAFANA_URL (defaults http://127.0.0.1:9090 and :3000).",
+    )
+    doctor.add_argument("--timeout", type=float, default=2.0, metavar="S", help="seconds per probe (default 2)")
+    doctor.add_argument("--skip", action="append", default=[], metavar="CHECK",
+                        choices=("otlp-endpoint", "collector-health", "prometheus", "llm-series", "grafana"),
+                        help="skip a check (repeatable): otlp-endpoint, collector-health, prometheus, "
+                        "llm-series, grafana")
+    doctor.set_defaults(handler=_doctor)
     return parser
 
 

@@ -1,0 +1,1 @@
+"""Django chat sample: ``python -m sample_apps.django_chat`` (see views.py)."""

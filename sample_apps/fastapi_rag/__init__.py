@@ -1,0 +1,1 @@
+"""FastAPI RAG sample: ``python -m sample_apps.fastapi_rag`` (see app.py)."""

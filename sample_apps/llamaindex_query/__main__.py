@@ -1,0 +1,3 @@
+from sample_apps.llamaindex_query.app import main
+
+raise SystemExit(main())

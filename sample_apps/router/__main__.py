@@ -1,0 +1,3 @@
+from sample_apps.router.app import main
+
+raise SystemExit(main())
