@@ -22,13 +22,22 @@ from llm_otel import _names as n
 from llm_otel._content import input_messages_json, output_messages_json
 from llm_otel._context import ambient_labels, current_call, request_rollup
 from llm_otel._errors import error_type_of, is_rate_limit
-from llm_otel._extract import ResponseFacts, facts_from, usage_from_mapping
+from llm_otel._extract import ResponseFacts, facts_from, uneventful_chunk, usage_from_mapping
 from llm_otel._log import internal_error, log_once
 from llm_otel._pricing import Quote
 from llm_otel._runtime import Telemetry, current
 from llm_otel._usage import TokenUsage, UsageProblems
 
 UsageReader = Callable[[Any], Any]
+_START_ATTRIBUTE_SETS_MAX = 64
+
+
+def _over_cap(bounded: Mapping[str, str], provider_key: str, response_key: str, request_key: str) -> bool:
+    """The call's provider, or every model name it could be priced by, was folded by the cap."""
+    if bounded.get(provider_key) == n.OVERFLOW_VALUE:
+        return True
+    response = bounded.get(response_key)
+    return bounded.get(request_key) == n.OVERFLOW_VALUE and (response is None or response == n.OVERFLOW_VALUE)
 
 
 @dataclass(frozen=True)
@@ -54,12 +63,33 @@ class CallSpec:
         ):
             if value is not None:
                 static[key] = str(value)
-        static.update(self.labels)
+        for key, value in self.labels.items():
+            if isinstance(key, str) and key and value is not None:  # an empty or odd key is no label
+                static[key] = value if isinstance(value, str) else str(value)
         return static
+
+    @functools.cached_property
+    def start_attribute_sets(self) -> dict[tuple[str | None, str | None], dict[str, Any]]:
+        """Span start attributes by (provider, request model), filled by the calls of this site."""
+        return {}
 
 
 class LLMCall:
     """Handle for one call in progress. Setters never raise; bad values are counted as unknown."""
+
+    # Immutable starting values live on the class (an instance attribute is made on first
+    # assignment): fewer stores per call on the hot path.
+    ended = False
+    streaming = False
+    chunks = 0
+    time_to_first_chunk_s: float | None = None
+    cost_usd: float | None = None
+    _input_messages: Any = None
+    _span_provider: str | None = None  # the provider attribute the span started with
+    _start = 0.0
+    _context: otel_context.Context | None = None  # the span's context, reused for exemplars
+    _token: object | None = None
+    _call_token: Any = None
 
     def __init__(
         self,
@@ -78,20 +108,9 @@ class LLMCall:
         self.facts = ResponseFacts()
         self.problems = UsageProblems()
         self.span: Span = trace.INVALID_SPAN
-        self.ended = False
-        self.streaming = False
-        self.chunks = 0
-        self.time_to_first_chunk_s: float | None = None
-        self.cost_usd: float | None = None
         self.labels: dict[str, str] = {}
         self._parent = parent
         self._request_attributes = request_attributes
-        self._input_messages: Any = None
-        self._span_provider: str | None = None  # the provider attribute the span started with
-        self._start = 0.0
-        self._context: otel_context.Context | None = None  # the span's context, reused for exemplars
-        self._token: object | None = None
-        self._call_token: Any = None
 
     # -- lifecycle -------------------------------------------------------
     def start(self, *, activate: bool = False) -> LLMCall:
@@ -99,13 +118,15 @@ class LLMCall:
         try:
             # the call site's own labels win over ambient ones (route, baggage)
             ambient = ambient_labels.get()
-            static = self.spec.static_labels
-            self.labels = {**ambient, **static} if ambient else dict(static)
-            operation = self.spec.operation
+            spec = self.spec
+            # without ambient labels the call site's own (read-only, shared) labels serve as they are
+            self.labels = {**ambient, **spec.static_labels} if ambient else spec.static_labels
+            operation = spec.operation
             name = f"{operation} {self.request_model}" if self.request_model else operation
             # attributes given at start are seen by the sampler and set without a second lock round
             self.span = self.telemetry.tracer.start_span(
-                name, context=self._parent, kind=SpanKind.CLIENT, attributes=self._start_attributes()
+                name, context=self._parent, kind=SpanKind.CLIENT,
+                attributes=self._start_attributes(cacheable=not ambient),
             )
             if activate:
                 self._context = trace.set_span_in_context(self.span, self._parent)
@@ -129,8 +150,11 @@ class LLMCall:
     # -- what the call returned ------------------------------------------
     def set_response(self, response: Any) -> None:
         try:
-            want_text = self.telemetry.wants_text
-            self.facts.absorb(facts_from(response, self.problems, want_text=want_text))
+            found = facts_from(response, self.problems, want_text=self.telemetry.wants_text)
+            if self.facts.empty:
+                self.facts = found
+            else:
+                self.facts.absorb(found)
             if self.spec.usage is not None:
                 self._apply_usage_reader(response)
         except Exception as exc:
@@ -143,7 +167,10 @@ class LLMCall:
         self.chunks += 1
         self.streaming = True
         try:
-            self.facts.absorb(facts_from(chunk, self.problems, want_text=self.telemetry.wants_text))
+            want_text = self.telemetry.wants_text
+            if self.chunks > 1 and not want_text and uneventful_chunk(chunk):
+                return  # model and id came with the first chunk; usage and finish come later
+            self.facts.absorb(facts_from(chunk, self.problems, want_text=want_text))
         except Exception as exc:
             internal_error("call.add_chunk", exc)
 
@@ -193,14 +220,16 @@ class LLMCall:
     def set_finish_reasons(self, reasons: Sequence[str] | str | None) -> None:
         if isinstance(reasons, str):
             reasons = [reasons]
-        self.facts.finish_reasons = [str(r) for r in reasons or () if r]
+        if not isinstance(reasons, Sequence) or isinstance(reasons, bytes):
+            return  # None, or not a sequence of reasons: nothing usable
+        self.facts.finish_reasons = [r for r in reasons if isinstance(r, str) and r]
 
     def set_provider(self, provider: str | None) -> None:
-        if provider:
+        if isinstance(provider, str) and provider:
             self.provider = provider
 
     def set_request_model(self, model: str | None) -> None:
-        if model and not self.request_model:
+        if isinstance(model, str) and model and not self.request_model:
             self.request_model = model
             if self.span.is_recording():
                 self.span.update_name(f"{self.spec.operation} {model}")
@@ -230,9 +259,15 @@ class LLMCall:
         if found is not None:
             self.set_usage(found)
 
-    def _start_attributes(self) -> dict[str, Any]:
-        attributes: dict[str, Any] = dict(self.labels)
+    def _start_attributes(self, *, cacheable: bool = False) -> Mapping[str, Any]:
+        """The span's first attributes; the SDK copies them, so a call site's set is built once."""
         self._span_provider = self.provider
+        cache = self.spec.start_attribute_sets if cacheable and not self._request_attributes else None
+        if cache is not None:
+            found = cache.get((self.provider, self.request_model))
+            if found is not None:
+                return found
+        attributes: dict[str, Any] = dict(self.labels)
         if self.provider:
             attributes[n.GEN_AI_PROVIDER_NAME] = self.provider
         if self.request_model:
@@ -240,6 +275,8 @@ class LLMCall:
         for key, value in (self._request_attributes or {}).items():
             if isinstance(value, (str, bool, int, float)):
                 attributes[key] = value
+        if cache is not None and len(cache) < _START_ATTRIBUTE_SETS_MAX:  # model names may be unbounded
+            cache[(self.provider, self.request_model)] = attributes
         return attributes
 
     def _finish(self, error: BaseException | str | None) -> None:
@@ -295,12 +332,28 @@ class LLMCall:
                 # one value across providers; the exception event on the span keeps the class
                 error_type = n.RATE_LIMIT_ERROR_TYPE
 
+        labels = dict(self.labels)
+        labels[n.GEN_AI_PROVIDER_NAME] = provider or n.UNKNOWN_VALUE
+        labels[n.GEN_AI_REQUEST_MODEL] = request_model or n.UNKNOWN_VALUE
+        if facts.response_model:
+            labels[n.GEN_AI_RESPONSE_MODEL] = facts.response_model
+        if error_type is not None:
+            labels[n.ERROR_TYPE] = error_type
+        bounded = telemetry.recorder.bound_in_place(labels)
+
         quote = None
         unpriced = False
         complete = usage.input_tokens is not None and (
             usage.output_tokens is not None or self.spec.operation == "embeddings"
         )
-        if complete:
+        if complete and _over_cap(bounded, n.GEN_AI_PROVIDER_NAME, n.GEN_AI_RESPONSE_MODEL, n.GEN_AI_REQUEST_MODEL):
+            # Past the cardinality cap a model name is as good as unbounded input: looking each
+            # one up would grow the price cache and cost a database search per call.
+            quote = Quote(None, n.UNKNOWN_VALUE, "model_over_cardinality_limit")
+            unpriced = True
+            log_once("price:over-cap", "llm-otel: more distinct models than cardinality_limit; calls of models "
+                     "past the limit are counted as unpriced (raise cardinality_limit if they are real)")
+        elif complete:
             quote = telemetry.prices.quote(provider, priced_model, usage)
             if quote.cost_usd is None and facts.response_model and request_model != facts.response_model:
                 quote = telemetry.prices.quote(provider, request_model, usage)
@@ -318,14 +371,6 @@ class LLMCall:
             telemetry.recorder.count_unknown_input("usage", reason)
             log_once(f"usage-problem:{reason}", "llm-otel: usage payload problem %r; recorded as unknown", reason)
 
-        labels = dict(self.labels)
-        labels[n.GEN_AI_PROVIDER_NAME] = provider or n.UNKNOWN_VALUE
-        labels[n.GEN_AI_REQUEST_MODEL] = request_model or n.UNKNOWN_VALUE
-        if facts.response_model:
-            labels[n.GEN_AI_RESPONSE_MODEL] = facts.response_model
-        if error_type is not None:
-            labels[n.ERROR_TYPE] = error_type
-        bounded = telemetry.recorder.bound(labels)
         telemetry.recorder.record_call(
             bounded,
             duration_s=duration,

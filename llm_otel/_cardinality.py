@@ -27,6 +27,8 @@ class CardinalityGuard:
             raise ValueError(f"cardinality limit must be >= 1, got {limit}")
         self.limit = limit
         self._seen: dict[tuple[str, str], set[str]] = {}
+        # the same sets by scope then key: the hot path reads them without building a tuple
+        self._scoped: dict[str, dict[str, set[str]]] = {}
         self._lock = threading.Lock()
         self.overflowed: dict[tuple[str, str], int] = {}
 
@@ -36,12 +38,28 @@ class CardinalityGuard:
             bounded[key] = value if self._admit(scope, key, value) else OVERFLOW_VALUE
         return bounded
 
+    def bound_in_place(self, scope: str, attributes: dict[str, str]) -> dict[str, str]:
+        """``bound`` without a copy: over-cap values are replaced in ``attributes``, which is returned."""
+        scoped = self._scoped.get(scope)
+        for key, value in attributes.items():
+            if scoped is not None:
+                seen = scoped.get(key)
+                if seen is not None and value in seen:  # admitted before: no lock, no call
+                    continue
+            if not self._admit(scope, key, value):
+                attributes[key] = OVERFLOW_VALUE  # same key: safe while iterating
+            scoped = self._scoped.get(scope)
+        return attributes
+
     def _admit(self, scope: str, key: str, value: str) -> bool:
         seen = self._seen.get((scope, key))
         if seen is not None and value in seen:
             return True
         with self._lock:
-            seen = self._seen.setdefault((scope, key), set())
+            seen = self._seen.get((scope, key))
+            if seen is None:
+                seen = self._seen[(scope, key)] = set()
+                self._scoped.setdefault(scope, {})[key] = seen
             if value in seen:
                 return True
             if len(seen) < self.limit:

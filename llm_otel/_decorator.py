@@ -7,15 +7,21 @@ import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
+import opentelemetry.metrics._internal as _metrics_api
+import opentelemetry.trace as _trace_api
+from opentelemetry.metrics import NoOpMeterProvider
+from opentelemetry.metrics._internal import _ProxyMeterProvider
+from opentelemetry.trace import NoOpTracerProvider, ProxyTracerProvider
 from typing_extensions import ParamSpec
 
 from llm_otel._call import CallSpec, LLMCall, UsageReader
-from llm_otel._runtime import current
+from llm_otel._runtime import Telemetry, current
 from llm_otel._streams import (
     AsyncStreamProxy,
     StreamProxy,
     is_async_sdk_stream,
     is_sdk_stream,
+    maybe_stream,
     traced_async_generator,
     traced_generator,
 )
@@ -26,6 +32,31 @@ R = TypeVar("R")
 _REQUEST_PARAMS = {"max_tokens": "gen_ai.request.max_tokens", "temperature": "gen_ai.request.temperature",
                    "top_p": "gen_ai.request.top_p", "max_output_tokens": "gen_ai.request.max_tokens"}
 _MESSAGE_PARAMS = ("messages", "input", "prompt")
+
+
+_UNSET_TRACING = (ProxyTracerProvider, NoOpTracerProvider)
+
+
+def _idle(telemetry: Telemetry) -> bool:
+    """No SDK anywhere would receive this call's span or metrics (configure() never ran and no
+    global provider is set): skip the work, so an uninstrumented deployment pays ~nothing.
+
+    Checked per call because a global provider may be installed later (the API's own
+    module globals say so without a lookup); for configured SDK providers it costs one
+    isinstance check.
+    """
+    tracer_provider = telemetry.tracer_provider
+    if not isinstance(tracer_provider, _UNSET_TRACING):
+        return False
+    if isinstance(tracer_provider, ProxyTracerProvider) and _trace_api._TRACER_PROVIDER is not None:
+        return False
+    meter_provider = telemetry.meter_provider
+    if isinstance(meter_provider, _ProxyMeterProvider):
+        if _metrics_api._METER_PROVIDER is not None:
+            return False
+    elif not isinstance(meter_provider, NoOpMeterProvider):
+        return False
+    return telemetry.evaluator is None
 
 
 class _CallSite:
@@ -53,7 +84,7 @@ class _CallSite:
 
     def open(self, args: tuple[Any, ...], kwargs: dict[str, Any], *, activate: bool) -> LLMCall | None:
         telemetry = current()
-        if not telemetry.enabled:
+        if not telemetry.enabled or _idle(telemetry):
             return None
         model = self.spec.model
         if model is None:
@@ -136,12 +167,13 @@ def _wrap(fn: Callable[P, R], spec: CallSpec) -> Callable[P, R]:
 
 def _finish(call: LLMCall, result: Any) -> Any:
     """End the call, unless the function handed back a stream that is still to be consumed."""
-    if is_sdk_stream(result):
-        call.deactivate()
-        return StreamProxy(result, call)
-    if is_async_sdk_stream(result):
-        call.deactivate()
-        return AsyncStreamProxy(result, call)
+    if maybe_stream(result):
+        if is_sdk_stream(result):
+            call.deactivate()
+            return StreamProxy(result, call)
+        if is_async_sdk_stream(result):
+            call.deactivate()
+            return AsyncStreamProxy(result, call)
     call.set_response(result)
     call.end()
     return result

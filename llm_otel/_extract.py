@@ -16,16 +16,72 @@ from llm_otel._usage import TokenUsage, UsageProblems, consistent, token_count
 
 _MISSING = object()
 
+# How each payload type is read, decided once per type. Pydantic models (the OpenAI and
+# Anthropic SDK objects) keep fields in ``__dict__`` and extras in ``__pydantic_extra__``;
+# reading those directly avoids pydantic's ``__getattr__``, which raises (slowly) for every
+# absent field. Bounded, so payloads of endlessly new types cannot grow it.
+_PLAIN, _MAPPING, _PYDANTIC = 0, 1, 2
+_TYPE_KINDS: dict[type, int] = {dict: _MAPPING}
+_TYPE_KINDS_MAX = 512
+_CLASS_ATTRS: dict[tuple[type, str], bool] = {}
+
+
+def _kind_of(cls: type) -> int:
+    kind = _TYPE_KINDS.get(cls)
+    if kind is None:
+        try:
+            if issubclass(cls, Mapping):
+                kind = _MAPPING
+            elif hasattr(cls, "__pydantic_fields__") and hasattr(cls, "__pydantic_extra__"):
+                kind = _PYDANTIC
+            else:
+                kind = _PLAIN
+        except Exception:  # a hostile metaclass
+            kind = _PLAIN
+        if len(_TYPE_KINDS) < _TYPE_KINDS_MAX:
+            _TYPE_KINDS[cls] = kind
+    return kind
+
+
+def _class_has(cls: type, name: str) -> bool:
+    key = (cls, name)
+    found = _CLASS_ATTRS.get(key)
+    if found is None:
+        try:
+            found = hasattr(cls, name)
+        except Exception:
+            found = True  # let getattr decide
+        if len(_CLASS_ATTRS) < _TYPE_KINDS_MAX:
+            _CLASS_ATTRS[key] = found
+    return found
+
 
 def _get(obj: Any, name: str) -> Any:
+    cls = type(obj)
+    if cls is dict:  # most payloads
+        return obj.get(name)
     if obj is None:
         return None
-    if isinstance(obj, dict):  # checked before the (slower) ABC test: most payloads are plain dicts
-        return obj.get(name)
-    if isinstance(obj, Mapping):
-        return obj.get(name)
+    kind = _TYPE_KINDS.get(cls)
+    if kind is None:
+        kind = _kind_of(cls)
+    if kind == _MAPPING:
+        try:
+            return obj.get(name)
+        except Exception:  # a Mapping whose get() is broken
+            return None
     try:
-        value = getattr(obj, name, None)
+        if kind == _PYDANTIC:
+            value = obj.__dict__.get(name, _MISSING)
+            if value is _MISSING:
+                extra = obj.__pydantic_extra__
+                value = extra.get(name, _MISSING) if extra else _MISSING
+                if value is _MISSING:
+                    if not _class_has(cls, name):
+                        return None
+                    value = getattr(obj, name, None)
+        else:
+            value = getattr(obj, name, None)
     except Exception:  # properties of half-built SDK objects can raise
         return None
     return None if callable(value) and not isinstance(value, (str, int, float)) else value
@@ -35,9 +91,12 @@ def _str(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-@dataclass
+_NO_USAGE = TokenUsage()  # frozen, so one shared "nothing known yet" value serves every call
+
+
+@dataclass(slots=True)
 class ResponseFacts:
-    usage: TokenUsage = field(default_factory=TokenUsage)
+    usage: TokenUsage = _NO_USAGE
     response_model: str | None = None
     response_id: str | None = None
     finish_reasons: list[str] = field(default_factory=list)
@@ -45,9 +104,19 @@ class ResponseFacts:
     recognised: bool = False
     output_text: list[str] = field(default_factory=list)
 
+    @property
+    def empty(self) -> bool:
+        """Nothing learnt yet (a first response can then simply replace these facts)."""
+        return (
+            self.usage is _NO_USAGE and not self.recognised and self.response_model is None
+            and self.response_id is None and self.provider is None and not self.finish_reasons
+            and not self.output_text
+        )
+
     def absorb(self, newer: ResponseFacts) -> None:
         """Fold in facts from a later stream chunk or event."""
-        self.usage = self.usage.merged(newer.usage)
+        if newer.usage is not _NO_USAGE:
+            self.usage = newer.usage if self.usage is _NO_USAGE else self.usage.merged(newer.usage)
         self.response_model = newer.response_model or self.response_model
         self.response_id = self.response_id or newer.response_id
         for reason in newer.finish_reasons:
@@ -55,7 +124,8 @@ class ResponseFacts:
                 self.finish_reasons.append(reason)
         self.provider = self.provider or newer.provider
         self.recognised = self.recognised or newer.recognised
-        self.output_text.extend(newer.output_text)
+        if newer.output_text:
+            self.output_text.extend(newer.output_text)
 
 
 _PROVIDER_BY_MODULE = {"openai": "openai", "anthropic": "anthropic"}
@@ -66,23 +136,35 @@ def _provider_of(obj: Any) -> str | None:
     return _PROVIDER_BY_MODULE.get(root)
 
 
+def _count(value: Any, field: str, problems: UsageProblems) -> int | None:
+    """``token_count`` with the two common cases (absent, a plain non-negative int) inline."""
+    if value is None:
+        return None
+    if type(value) is int and value >= 0:
+        return value
+    return token_count(value, field, problems)
+
+
 def openai_chat_usage(usage: Any, problems: UsageProblems) -> TokenUsage:
-    return consistent(
-        TokenUsage(
-            input_tokens=token_count(_get(usage, "prompt_tokens"), "input_tokens", problems),
-            output_tokens=token_count(_get(usage, "completion_tokens"), "output_tokens", problems),
-            cache_read_input_tokens=token_count(
-                _get(_get(usage, "prompt_tokens_details"), "cached_tokens"), "cache_read_tokens", problems
-            ),
-            cache_creation_input_tokens=token_count(
-                _get(_get(usage, "prompt_tokens_details"), "cache_write_tokens"), "cache_creation_tokens", problems
-            ),
-            reasoning_output_tokens=token_count(
-                _get(_get(usage, "completion_tokens_details"), "reasoning_tokens"), "reasoning_tokens", problems
-            ),
-        ),
-        problems,
-    )
+    if type(usage) is dict:  # read directly: the common payload, and a hot path
+        prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+        prompt_details, completion_details = usage.get("prompt_tokens_details"), usage.get("completion_tokens_details")
+    else:
+        prompt, completion = _get(usage, "prompt_tokens"), _get(usage, "completion_tokens")
+        prompt_details = _get(usage, "prompt_tokens_details")
+        completion_details = _get(usage, "completion_tokens_details")
+    input_tokens = _count(prompt, "input_tokens", problems)
+    output_tokens = _count(completion, "output_tokens", problems)
+    cache_read = cache_creation = None
+    if prompt_details is not None:
+        cache_read = _count(_get(prompt_details, "cached_tokens"), "cache_read_tokens", problems)
+        cache_creation = _count(_get(prompt_details, "cache_write_tokens"), "cache_creation_tokens", problems)
+    reasoning = None
+    if completion_details is not None:
+        reasoning = _count(_get(completion_details, "reasoning_tokens"), "reasoning_tokens", problems)
+    found = TokenUsage(input_tokens, output_tokens, cache_read, cache_creation, reasoning)
+    # zero or absent sub-counts can never exceed their totals
+    return consistent(found, problems) if cache_read or cache_creation or reasoning else found
 
 
 def openai_responses_usage(usage: Any, problems: UsageProblems) -> TokenUsage:
@@ -161,13 +243,23 @@ def _chat_facts(obj: Any, facts: ResponseFacts, problems: UsageProblems, want_te
     usage = _get(obj, "usage")
     if usage is not None:
         facts.usage = openai_chat_usage(usage, problems)
-    for choice in _get(obj, "choices") or ():
+    choices = _get(obj, "choices")
+    if not isinstance(choices, (list, tuple)):
+        choices = () if choices is None or isinstance(choices, (str, bytes, Mapping)) else _as_list(choices)
+    for choice in choices:
         reason = _str(_get(choice, "finish_reason"))
         if reason and reason not in facts.finish_reasons:
             facts.finish_reasons.append(reason)
         if want_text:
             message = _get(choice, "message") or _get(choice, "delta")
             facts.output_text.extend(_texts(_get(message, "content")))
+
+
+def _as_list(value: Any) -> list[Any]:
+    try:
+        return list(value)
+    except Exception:  # not iterable after all
+        return []
 
 
 _RESPONSE_STATUS_REASON = {"completed": "stop", "failed": "error", "cancelled": "cancelled"}
@@ -212,15 +304,38 @@ def _langchain_facts(obj: Any, facts: ResponseFacts, problems: UsageProblems, wa
         facts.output_text.extend(_texts(_get(obj, "content")))
 
 
+def uneventful_chunk(chunk: Any) -> bool:
+    """A chat completion chunk with no usage and no finish reason: past the first chunk of a
+    stream it adds nothing but text, so a call that does not keep text can skip reading it."""
+    if type(chunk) is dict:
+        if chunk.get("object") != "chat.completion.chunk" or chunk.get("usage") is not None:
+            return False
+        choices = chunk.get("choices")
+    else:
+        if _get(chunk, "object") != "chat.completion.chunk" or _get(chunk, "usage") is not None:
+            return False
+        choices = _get(chunk, "choices")
+    if type(choices) is not list:
+        return False
+    return all(_get(choice, "finish_reason") is None for choice in choices)
+
+
 def facts_from(obj: Any, problems: UsageProblems, *, want_text: bool = False) -> ResponseFacts:
     """Everything we can learn from one response, chunk or event; unrecognised input gives empty facts."""
-    facts = ResponseFacts(provider=_provider_of(obj))
-    if obj is None or isinstance(obj, (str, bytes, int, float, bool)):
-        return facts
-    kind = _str(_get(obj, "type")) or ""
-    shape = _str(_get(obj, "object")) or ""
+    if type(obj) is dict:
+        facts = ResponseFacts()
+        kind, shape = obj.get("type"), obj.get("object")
+    else:
+        facts = ResponseFacts(provider=_provider_of(obj))
+        if obj is None or isinstance(obj, (str, bytes, int, float, bool)):
+            return facts
+        kind, shape = _get(obj, "type"), _get(obj, "object")
+    kind = kind if type(kind) is str else ""
+    shape = shape if type(shape) is str else ""
     facts.recognised = True
-    if _get(obj, "usage_metadata") is not None or _get(obj, "response_metadata") is not None:
+    if shape == "chat.completion" or shape == "chat.completion.chunk":  # the common case first
+        _chat_facts(obj, facts, problems, want_text)
+    elif _get(obj, "usage_metadata") is not None or _get(obj, "response_metadata") is not None:
         _langchain_facts(obj, facts, problems, want_text)
     elif kind == "message":
         _anthropic_message_facts(obj, facts, problems, want_text)
@@ -245,7 +360,7 @@ def facts_from(obj: Any, problems: UsageProblems, *, want_text: bool = False) ->
         inner = facts_from(_get(obj, "response"), problems, want_text=want_text and kind != "response.completed")
         facts.absorb(inner)
         return facts
-    elif shape in ("chat.completion", "chat.completion.chunk") or _get(obj, "choices") is not None:
+    elif _get(obj, "choices") is not None:
         _chat_facts(obj, facts, problems, want_text)
     elif shape == "response" or _get(obj, "output") is not None:
         _responses_facts(obj, facts, problems, want_text)

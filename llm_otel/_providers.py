@@ -8,7 +8,10 @@ counted in ``llm_otel.telemetry.dropped`` instead of vanishing.
 from __future__ import annotations
 
 import logging
+import os
+import threading
 import uuid
+from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -76,21 +79,83 @@ class CountingSpanExporter(SpanExporter):
         return self._inner.force_flush(timeout_millis)
 
 
+class _EvictionCountingQueue(deque[Any]):
+    """The batch processor's bounded queue, made to report what it evicts.
+
+    The SDK appends new spans on the left of a ``deque(maxlen=...)``, which silently
+    pushes the oldest one out on the right when full, while its worker pops batches
+    from the right. Appends and pops share one short lock here (held for the deque
+    operation only, never across an export), so "full at append" means exactly one
+    span was evicted: every span the queue loses is counted, none twice.
+    """
+
+    def __init__(self, maxlen: int, evicted: Any) -> None:
+        super().__init__(maxlen=maxlen)
+        self._lock = threading.Lock()
+        self._evicted = evicted
+
+    def appendleft(self, item: Any) -> None:
+        with self._lock:
+            full = len(self) == self.maxlen
+            super().appendleft(item)
+        if full:
+            self._evicted()
+
+    def pop(self) -> Any:  # type: ignore[override]  # deque.pop takes no index
+        with self._lock:
+            return super().pop()
+
+
 class CountingBatchSpanProcessor(BatchSpanProcessor):
-    """Counts the spans the bounded queue has to drop when exports fall behind."""
+    """A BatchSpanProcessor that accounts for every span it cannot deliver.
+
+    A span ended while the queue is full is dropped here (counted as ``queue_full``)
+    rather than handed to the SDK, which would evict the oldest queued span and log a
+    warning per span; a span ended after shutdown is counted as ``shutdown``; spans
+    still queued when shutdown gives up are counted as ``shutdown_timeout``; failed
+    exports are counted by :class:`CountingSpanExporter`. So spans ended = spans
+    exported + spans counted in ``llm_otel.telemetry.dropped``.
+    """
 
     def __init__(self, exporter: SpanExporter, sink: DropSink, **options: Any) -> None:
         super().__init__(exporter, **options)
         self._sink = sink
         batch = getattr(self, "_batch_processor", None)
-        self._queue = getattr(batch, "_queue", None)
-        self._capacity = getattr(batch, "_max_queue_size", None)
+        capacity = getattr(batch, "_max_queue_size", None)
+        queue = getattr(batch, "_queue", None)
+        self._batch: Any = None
+        self._capacity = 0
+        self._queue: Any = None
+        if batch is not None and isinstance(capacity, int) and isinstance(queue, deque) and not queue:
+            # an SDK whose internals differ keeps its own queue: drops are then counted best-effort
+            self._queue = _EvictionCountingQueue(capacity, self._evicted)
+            batch._queue = self._queue
+            self._batch = batch
+            self._capacity = capacity
+
+    def _evicted(self) -> None:
+        self._sink.dropped("spans", "queue_full", 1)
 
     def on_end(self, span: ReadableSpan) -> None:
         queue = self._queue
-        if queue is not None and self._capacity is not None and len(queue) >= self._capacity:
-            self._sink.dropped("spans", "queue_full", 1)
+        if queue is not None and self._batch._queue is not queue:  # the SDK rebuilt it (after a fork)
+            queue = self._queue = _EvictionCountingQueue(self._capacity, self._evicted)
+            queue.extend(self._batch._queue)
+            self._batch._queue = queue
+        if queue is not None and span.context is not None and span.context.trace_flags.sampled:
+            if self._batch._shutdown:
+                self._sink.dropped("spans", "shutdown", 1)
+                return
+            if len(queue) >= self._capacity:
+                self._sink.dropped("spans", "queue_full", 1)
+                return
         super().on_end(span)
+
+    def shutdown(self) -> None:
+        super().shutdown()  # type: ignore[no-untyped-call]
+        left = len(self._queue) if self._queue is not None else 0
+        if left:  # the exporter did not finish within the shutdown timeout
+            self._sink.dropped("spans", "shutdown_timeout", left)
 
 
 class CountingMetricExporter(MetricExporter):
@@ -144,6 +209,20 @@ def _endpoint(settings: Mapping[str, Any], signal: str) -> str | None:
     return str(base).rstrip("/") + f"/v1/{signal}"
 
 
+def _export_timeout_s(settings: Mapping[str, Any], setting: str, signal: str) -> float:
+    """The exporter's own deadline: ``setting`` (the documented upper bound of one export),
+    or the OTLP exporter's environment variable when that asks for less (seconds)."""
+    bound = float(settings[setting]) / 1000
+    for var in (f"OTEL_EXPORTER_OTLP_{signal.upper()}_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT"):
+        raw = os.environ.get(var, "").strip()
+        if raw:
+            try:
+                return min(bound, float(raw))
+            except ValueError:
+                log_once(f"timeout-env:{var}", "llm-otel: ignoring %s=%r (not a number of seconds)", var, raw)
+    return bound
+
+
 def _span_exporter(settings: Mapping[str, Any]) -> SpanExporter | None:
     kind = settings["traces_exporter"]
     if kind == "none":
@@ -151,13 +230,29 @@ def _span_exporter(settings: Mapping[str, Any]) -> SpanExporter | None:
     if kind == "console":
         return ConsoleSpanExporter()
     headers = settings["headers"]
+    timeout = _export_timeout_s(settings, "span_export_timeout_ms", "traces")
     if settings["protocol"] == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as Grpc
 
-        return Grpc(endpoint=_endpoint(settings, "traces"), headers=headers)
+        return Grpc(endpoint=_endpoint(settings, "traces"), headers=headers, timeout=timeout)
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as Http
 
-    return Http(endpoint=_endpoint(settings, "traces"), headers=headers)
+    return Http(endpoint=_endpoint(settings, "traces"), headers=headers, timeout=timeout, session=_pinned_session())
+
+
+def _pinned_session() -> Any:
+    """A requests session whose CA file (OTEL_EXPORTER_OTLP_CERTIFICATE) is not replaced by
+    REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE from the environment, as a plain session's would be."""
+    import requests
+
+    class PinnedVerifySession(requests.Session):
+        def merge_environment_settings(self, *args: Any, **kwargs: Any) -> Any:
+            settings = super().merge_environment_settings(*args, **kwargs)
+            if isinstance(self.verify, str):
+                settings["verify"] = self.verify
+            return settings
+
+    return PinnedVerifySession()
 
 
 def _metric_exporter(settings: Mapping[str, Any]) -> MetricExporter | None:
@@ -167,13 +262,15 @@ def _metric_exporter(settings: Mapping[str, Any]) -> MetricExporter | None:
     if kind == "console":
         return ConsoleMetricExporter()
     headers = settings["headers"]
+    timeout = _export_timeout_s(settings, "metric_export_timeout_ms", "metrics")
     if settings["protocol"] == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as Grpc
 
-        return Grpc(endpoint=_endpoint(settings, "metrics"), headers=headers)
+        return Grpc(endpoint=_endpoint(settings, "metrics"), headers=headers, timeout=timeout)
     from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as Http
 
-    return Http(endpoint=_endpoint(settings, "metrics"), headers=headers)
+    return Http(endpoint=_endpoint(settings, "metrics"), headers=headers, timeout=timeout,
+                session=_pinned_session())
 
 
 def tracer_provider(

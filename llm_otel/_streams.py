@@ -17,8 +17,8 @@ from llm_otel._call import LLMCall
 from llm_otel._context import current_call
 
 
-def _activate(call: LLMCall) -> tuple[object, Any]:
-    token = otel_context.attach(trace.set_span_in_context(call.span))
+def _activate(call: LLMCall, ctx: otel_context.Context) -> tuple[object, Any]:
+    token = otel_context.attach(ctx)
     return token, current_call.set(call)
 
 
@@ -32,10 +32,11 @@ def _closed_early(call: LLMCall) -> None:
 
 
 def traced_generator(gen: Generator[Any, Any, Any], call: LLMCall) -> Generator[Any, Any, Any]:
+    ctx = trace.set_span_in_context(call.span)  # built once, attached around each chunk
     sent: Any = None
     thrown: BaseException | None = None
     while True:
-        tokens = _activate(call)
+        tokens = _activate(call, ctx)
         try:
             if thrown is not None:
                 chunk = gen.throw(thrown)
@@ -64,10 +65,11 @@ def traced_generator(gen: Generator[Any, Any, Any], call: LLMCall) -> Generator[
 
 
 async def traced_async_generator(agen: AsyncGenerator[Any, Any], call: LLMCall) -> AsyncGenerator[Any, Any]:
+    ctx = trace.set_span_in_context(call.span)  # built once, attached around each chunk
     sent: Any = None
     thrown: BaseException | None = None
     while True:
-        tokens = _activate(call)
+        tokens = _activate(call, ctx)
         try:
             if thrown is not None:
                 chunk = await agen.athrow(thrown)
@@ -211,6 +213,24 @@ class AsyncStreamProxy:
         call = self.__dict__.get("_llm_otel_call")
         if call is not None and not call.ended:
             _closed_early(call)
+
+
+_NOT_ITERATORS: set[type] = {dict, list, tuple, str, bytes, type(None)}
+_NOT_ITERATORS_MAX = 512
+
+
+def maybe_stream(value: Any) -> bool:
+    """Cheap first test for a call's result: only iterator types can be SDK streams (cached per type)."""
+    cls = type(value)
+    if cls in _NOT_ITERATORS:
+        return False
+    try:
+        iterator = hasattr(cls, "__next__") or hasattr(cls, "__anext__")
+    except Exception:  # a hostile metaclass: let the full checks decide
+        return True
+    if not iterator and len(_NOT_ITERATORS) < _NOT_ITERATORS_MAX:
+        _NOT_ITERATORS.add(cls)
+    return iterator
 
 
 def is_sdk_stream(value: Any) -> bool:

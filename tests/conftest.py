@@ -3,6 +3,14 @@
 from __future__ import annotations
 
 # ---------------------------------------------------------------------------
+# Every test must leave no OpenTelemetry context attached behind it: a leaked
+# current span would silently parent the next test's root spans.
+# ---------------------------------------------------------------------------
+import pytest
+from opentelemetry import context as _otel_context
+from opentelemetry import trace as _trace
+
+# ---------------------------------------------------------------------------
 # Observability stack fixtures (tests/stack, tests/e2e).
 #   collector_bin, prometheus_bin, promtool_bin  -> Path (skip locally / fail in CI when missing)
 #   native_stack                                 -> llm_otel._stack.StackInfo (module scope)
@@ -18,3 +26,13 @@ from tests.stack._support import (  # noqa: F401  (pytest discovers fixtures by 
     promtool_bin,
     render_promql,
 )
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_otel_context():  # type: ignore[no-untyped-def]
+    before = _otel_context.get_current()
+    yield
+    leaked = _otel_context.get_current()
+    if leaked is not before and _trace.get_current_span(leaked).get_span_context().is_valid:
+        _otel_context.attach(before)  # contain the leak so later tests stay independent
+        pytest.fail(f"test left span {_trace.get_current_span(leaked)} attached as the current context")

@@ -1,0 +1,229 @@
+"""The real ``openai`` client over an ``httpx.MockTransport``: our decorator against other instrumentations.
+
+    python benchmarks/peers.py [--python /path/to/venv/bin/python]
+
+Peers, each measured only when installed (see docs/performance.md for the
+``pip install`` lines; keep them out of the project's own environment):
+
+* ``openai-v2``: the official ``opentelemetry-instrumentation-openai-v2``
+* ``openllmetry``: OpenLLMetry's ``opentelemetry-instrumentation-openai``
+* ``openlit``: ``openlit`` with only its OpenAI instrumentor
+
+Every peer runs in a fresh interpreter (instrumentors patch the client class
+for the whole process). In that process the same client call is timed bare,
+wrapped in ``@traced_llm``, and then with the peer instrumenting the client;
+the overheads are against the bare call of the same process. Message content
+capture is off everywhere (our default; the peers are configured to match).
+All spans go to a null exporter through the given span processor, metrics to
+an in-memory reader, so no I/O is measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+PEERS = {
+    "openai-v2": ("opentelemetry.instrumentation.openai_v2", "opentelemetry-instrumentation-openai-v2"),
+    "openllmetry": ("opentelemetry.instrumentation.openai", "opentelemetry-instrumentation-openai"),
+    "openlit": ("openlit", "openlit"),
+}
+COMPLETION = {
+    "id": "chatcmpl-bench", "object": "chat.completion", "created": 1700000000, "model": "gpt-4o-mini-2024-07-18",
+    "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,
+                 "message": {"role": "assistant", "content": "Paris.", "refusal": None}}],
+    "usage": {"prompt_tokens": 120, "completion_tokens": 30, "total_tokens": 150,
+              "prompt_tokens_details": {"cached_tokens": 0}, "completion_tokens_details": {"reasoning_tokens": 0}},
+}
+
+
+# ----------------------------------------------------------------------------- child process
+
+
+def _client() -> Any:
+    import httpx
+    import openai
+
+    body = json.dumps(COMPLETION).encode()
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=body, headers={"content-type": "application/json"})
+
+    return openai.OpenAI(api_key="sk-bench", base_url="http://llm.bench/v1", max_retries=0,
+                         http_client=httpx.Client(transport=httpx.MockTransport(answer)))
+
+
+def _instrument(peer: str, tracer_provider: Any, meter_provider: Any) -> Callable[[], None] | None:
+    """Turn the peer on; returns how to turn it off again, if it can be."""
+    if peer == "openai-v2":
+        from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
+
+        instrumentor = OpenAIInstrumentor()
+        instrumentor.instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
+        return instrumentor.uninstrument
+    if peer == "openllmetry":
+        from opentelemetry.instrumentation.openai import OpenAIInstrumentor as OpenLLMetryInstrumentor
+
+        llmetry = OpenLLMetryInstrumentor()
+        llmetry.instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
+        return llmetry.uninstrument
+    if peer == "openlit":
+        import openlit
+        from openlit._instrumentors import MODULE_NAME_MAP
+
+        # a local price file: openlit otherwise downloads one at start-up
+        prices = Path(tempfile.mkdtemp()) / "pricing.json"
+        prices.write_text(json.dumps({"chat": {"gpt-4o-mini": {"promptPrice": 0.00015, "completionPrice": 0.0006},
+                                               "gpt-4o-mini-2024-07-18": {"promptPrice": 0.00015,
+                                                                          "completionPrice": 0.0006}}}))
+        options: dict[str, Any] = {
+            "capture_message_content": False, "collect_gpu_stats": False, "pricing_json": str(prices),
+            "disabled_instrumentors": [name for name in MODULE_NAME_MAP if name != "openai"],
+        }
+        accepted = inspect.signature(openlit.init).parameters
+        if "tracer" in accepted:  # older releases take a tracer and meter; newer ones use the global providers
+            options.update(tracer=tracer_provider.get_tracer("openlit"), meter=meter_provider.get_meter("openlit"))
+        if "disable_events" in accepted:
+            options["disable_events"] = True
+        openlit.init(**{key: value for key, value in options.items() if key in accepted})
+        return None
+    raise ValueError(peer)
+
+
+def child(peer: str, processor: str, calls: int, repeat: int) -> dict[str, Any]:
+    from _timing import interleaved, sdk_providers
+    from opentelemetry import metrics, trace
+    from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
+
+    import llm_otel
+
+    os.environ["TRACELOOP_TRACE_CONTENT"] = "false"  # OpenLLMetry records prompts unless told not to
+    tracer_provider, meter_provider = sdk_providers(processor)
+
+    class Names(SpanProcessor):
+        def __init__(self) -> None:
+            self.names: set[str] = set()
+
+        def on_end(self, span: ReadableSpan) -> None:
+            self.names.add(span.name)
+
+    names = Names()
+    tracer_provider.add_span_processor(names)
+    trace.set_tracer_provider(tracer_provider)
+    metrics.set_meter_provider(meter_provider)
+    client = _client()
+    messages = [{"role": "user", "content": "What is the capital of France?"}]
+
+    def ask(model: str = "gpt-4o-mini") -> Any:
+        return client.chat.completions.create(model=model, messages=messages)
+
+    llm_otel.configure(tracer_provider=tracer_provider, meter_provider=meter_provider, set_global=False)
+    ours = llm_otel.traced_llm(provider="openai")(ask)
+    result = {"peer": peer, "processor": processor}
+    result.update(interleaved({"bare": ask, "ours": ours}, calls, repeat))
+    ours_spans = sorted(names.names)
+    names.names.clear()
+    if peer != "none":
+        off = _instrument(peer, tracer_provider, meter_provider)
+        result["peer_us"] = interleaved({"peer": ask}, calls, repeat)["peer"]
+        result["peer_spans"] = sorted(names.names)
+        if off is not None:
+            off()
+            result["bare_after"] = interleaved({"bare": ask}, calls, repeat)["bare"]
+    result["ours_spans"] = ours_spans
+    llm_otel.shutdown()
+    return result
+
+
+# ----------------------------------------------------------------------------- parent
+
+
+def installed(python: str, module: str) -> bool:
+    probe = f"import importlib.util, sys; sys.exit(0 if importlib.util.find_spec({module!r}) else 1)"
+    return subprocess.run([python, "-c", probe], capture_output=True, timeout=60).returncode == 0
+
+
+def run_child(python: str, peer: str, processor: str, calls: int, repeat: int) -> dict[str, Any]:
+    command = [python, str(Path(__file__)), "--child", peer, "--processor", processor,
+               "--calls", str(calls), "--repeat", str(repeat)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), str(HERE.parent), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env, cwd=HERE.parent)
+    if done.returncode != 0:
+        raise RuntimeError(f"{peer}/{processor} failed:\n{done.stderr[-2000:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def interpreters(given: list[str] | None) -> list[str]:
+    """Where to look for peers: --python (repeatable), $LLM_OTEL_BENCH_PEERS_PYTHON (os.pathsep-separated),
+    then this interpreter. Each peer runs under the first one that has it installed."""
+    found = list(given or [])
+    found += [p for p in os.environ.get("LLM_OTEL_BENCH_PEERS_PYTHON", "").split(os.pathsep) if p]
+    found.append(sys.executable)
+    usable = []
+    for python in dict.fromkeys(found):
+        if Path(python).exists() and installed(python, "openai") and installed(python, "httpx"):
+            usable.append(python)
+    return usable
+
+
+def rows(calls: int, repeat: int, pythons: list[str] | None = None) -> list[Any]:
+    from _timing import Row, fmt_us
+
+    usable = interpreters(pythons)
+    if not usable:
+        return [Row("peers", "openai client", "-", verdict="skipped", note="openai/httpx not installed")]
+    out = []
+    calls = max(calls // 10, 300)  # a client call costs ~10x a bare function call
+    for processor in ("simple", "batch"):
+        for peer, (module, package) in PEERS.items():
+            python = next((p for p in usable if installed(p, module)), None)
+            if python is None:
+                out.append(Row("peers", f"{peer}, {processor}", "-", verdict="skipped",
+                               note=f"not installed: pip install {package}"))
+                continue
+            try:
+                result = run_child(python, peer, processor, calls, repeat)
+            except (RuntimeError, subprocess.TimeoutExpired) as exc:
+                out.append(Row("peers", f"{peer}, {processor}", "-", verdict="failed",
+                               note=str(exc).strip().splitlines()[-1][:160]))
+                continue
+            bare = min(result["bare"], result.get("bare_after", result["bare"]))
+            ours = result["ours"] - result["bare"]  # measured in the same process, same client and SDK
+            theirs = result["peer_us"] - bare
+            emitted = "span " + ", ".join(result["peer_spans"]) if result["peer_spans"] else "NO span emitted"
+            out.append(Row(
+                "peers", f"{peer} vs @traced_llm, {processor}", f"+{fmt_us(theirs)} vs +{fmt_us(ours)}",
+                f"ours is {ours / theirs:.2f}x of it", "ours below", "ok" if ours < theirs else "MISSED",
+                f"bare client call {fmt_us(bare)}; peer emitted {emitted}",
+            ))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--child")
+    parser.add_argument("--processor", default="batch")
+    parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--python", action="append", help="an interpreter with peers installed (repeatable)")
+    args = parser.parse_args()
+    if args.child:
+        sys.path.insert(0, str(HERE))
+        print(json.dumps(child(args.child, args.processor, args.calls, args.repeat)))
+        return
+    for row in rows(args.calls * 10, args.repeat, args.python):
+        print(row)
+
+
+if __name__ == "__main__":
+    main()
