@@ -26,40 +26,31 @@ class CardinalityGuard:
         if limit < 1:
             raise ValueError(f"cardinality limit must be >= 1, got {limit}")
         self.limit = limit
-        self._seen: dict[tuple[str, str], set[str]] = {}
-        # the same sets by scope then key: the hot path reads them without building a tuple
-        self._scoped: dict[str, dict[str, set[str]]] = {}
+        # scope -> attribute key -> admitted values; the hot path reads it without the lock
+        self._admitted: dict[str, dict[str, set[str]]] = {}
         self._lock = threading.Lock()
         self.overflowed: dict[tuple[str, str], int] = {}
 
+    def admitted(self, scope: str, key: str) -> int:
+        """How many distinct values of ``key`` have been let through in ``scope``."""
+        return len(self._admitted.get(scope, {}).get(key, ()))
+
     def bound(self, scope: str, attributes: Mapping[str, str]) -> dict[str, str]:
-        bounded: dict[str, str] = {}
-        for key, value in attributes.items():
-            bounded[key] = value if self._admit(scope, key, value) else OVERFLOW_VALUE
-        return bounded
+        return self.bound_in_place(scope, dict(attributes))
 
     def bound_in_place(self, scope: str, attributes: dict[str, str]) -> dict[str, str]:
         """``bound`` without a copy: over-cap values are replaced in ``attributes``, which is returned."""
-        scoped = self._scoped.get(scope)
         for key, value in attributes.items():
-            if scoped is not None:
-                seen = scoped.get(key)
-                if seen is not None and value in seen:  # admitted before: no lock, no call
-                    continue
+            seen = self._admitted.get(scope, {}).get(key)
+            if seen is not None and value in seen:  # admitted before: no lock
+                continue
             if not self._admit(scope, key, value):
                 attributes[key] = OVERFLOW_VALUE  # same key: safe while iterating
-            scoped = self._scoped.get(scope)
         return attributes
 
     def _admit(self, scope: str, key: str, value: str) -> bool:
-        seen = self._seen.get((scope, key))
-        if seen is not None and value in seen:
-            return True
         with self._lock:
-            seen = self._seen.get((scope, key))
-            if seen is None:
-                seen = self._seen[(scope, key)] = set()
-                self._scoped.setdefault(scope, {})[key] = seen
+            seen = self._admitted.setdefault(scope, {}).setdefault(key, set())
             if value in seen:
                 return True
             if len(seen) < self.limit:
