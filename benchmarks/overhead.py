@@ -11,8 +11,9 @@ spans nest under it), and the same seven instrument records with the span as
 exemplar context — the least any instrumentation recording these signals can do.
 
 Telemetry off: the kit disabled, no SDK provider at all (configure() never ran),
-and every trace sampled out (spans skipped; metrics are still recorded, since
-totals must stay exact).
+traces sampled out with no metrics pipeline (measured against the SDK sampler's own
+decision), and traces sampled out with metrics on (spans skipped; metrics are still
+recorded, since totals must stay exact).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, TraceIdRatioBased
 from opentelemetry.trace import SpanKind
 
 import llm_otel
@@ -75,8 +76,23 @@ OUTPUT_ATTRS = {**METRIC_ATTRS, n.GEN_AI_TOKEN_TYPE: "output"}
 PRICE_IN, PRICE_OUT = 0.15e-6, 0.6e-6
 
 
+def dict_facts(response: Any) -> tuple[str, str, str, int, int]:
+    usage = response["usage"]
+    return (response["model"], response["id"], response["choices"][0]["finish_reason"],
+            usage["prompt_tokens"], usage["completion_tokens"])
+
+
+def sdk_facts(response: Any) -> tuple[str, str, str, int, int]:
+    """The same facts from an ``openai`` SDK ``ChatCompletion``."""
+    usage = response.usage
+    return response.model, response.id, response.choices[0].finish_reason, usage.prompt_tokens, usage.completion_tokens
+
+
 def make_floor(
-    tracer_provider: TracerProvider, meter_provider: MeterProvider, call: Callable[[], Any] = bare
+    tracer_provider: TracerProvider,
+    meter_provider: MeterProvider,
+    call: Callable[[], Any] = bare,
+    facts: Callable[[Any], tuple[str, str, str, int, int]] = dict_facts,
 ) -> Callable[[], Any]:
     tracer = tracer_provider.get_tracer("floor")
     m = FloorInstruments(meter_provider)
@@ -91,12 +107,11 @@ def make_floor(
         finally:
             otel_context.detach(token)
         elapsed = time.perf_counter() - start
-        usage = response["usage"]
-        prompt, completion = usage["prompt_tokens"], usage["completion_tokens"]
+        model, response_id, finish_reason, prompt, completion = facts(response)
         call_cost = prompt * PRICE_IN + completion * PRICE_OUT
         span.set_attributes({
-            n.GEN_AI_RESPONSE_MODEL: response["model"], n.GEN_AI_RESPONSE_ID: response["id"],
-            n.GEN_AI_RESPONSE_FINISH_REASONS: [response["choices"][0]["finish_reason"]],
+            n.GEN_AI_RESPONSE_MODEL: model, n.GEN_AI_RESPONSE_ID: response_id,
+            n.GEN_AI_RESPONSE_FINISH_REASONS: [finish_reason],
             n.GEN_AI_USAGE_INPUT_TOKENS: prompt, n.GEN_AI_USAGE_OUTPUT_TOKENS: completion, n.LLM_COST_USD: call_cost,
         })
         span.end()
@@ -144,7 +159,26 @@ def measure_off(calls: int, repeat: int) -> dict[str, float]:
     sampled_out = TracerProvider(sampler=ALWAYS_OFF)
     meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
     llm_otel.configure(tracer_provider=sampled_out, meter_provider=meter_provider, set_global=False)
-    best["sampled out"] = interleaved({"bare": bare, "sampled out": decorate(bare)}, calls, repeat)["sampled out"]
+    metrics_on = decorate(bare)
+    best["sampled out"] = interleaved({"bare": bare, "sampled out": metrics_on}, calls, repeat)["sampled out"]
+
+    # Traces sampled out and no metrics pipeline. always_off (and a parent-based sampler under an
+    # unsampled parent) is known before any span starts; a ratio sampler at the root has to be
+    # asked, so its own decision (a raw start_span with the same attributes) is the reference.
+    llm_otel.configure(tracer_provider=sampled_out, metrics_exporter="none", set_global=False)
+    best["sampled out, metrics off"] = interleaved(
+        {"bare": bare, "both off": decorate(bare)}, calls, repeat)["both off"]
+    by_ratio = TracerProvider(sampler=TraceIdRatioBased(0.0))
+    llm_otel.configure(tracer_provider=by_ratio, metrics_exporter="none", set_global=False)
+    tracer = by_ratio.get_tracer("reference")
+
+    def sampler_decision() -> Any:
+        tracer.start_span("chat gpt-4o-mini", kind=SpanKind.CLIENT, attributes=START_ATTRS).end()
+        return bare()
+
+    asked = interleaved({"bare": bare, "sampler": sampler_decision, "ratio": decorate(bare)}, calls, repeat)
+    best["ratio sampled out, metrics off"] = asked["ratio"] - asked["bare"] + best["bare"]
+    best["sampler decision"] = asked["sampler"] - asked["bare"] + best["bare"]
     llm_otel.shutdown()
     return best
 
@@ -166,8 +200,17 @@ def rows(calls: int, repeat: int) -> list[Row]:
         out.append(Row("telemetry off", f"@traced_llm, {variant}", f"+{added:.2f} us",
                        f"{off[variant] / off['bare']:.1f}x bare ({off['bare']:.2f} us)", "<= 1 us added",
                        ratio_verdict(added, 1.0)))
+    added = off["sampled out, metrics off"] - off["bare"]
+    out.append(Row("telemetry off", "@traced_llm, sampled out, metrics off", f"+{added:.2f} us",
+                   f"{off['sampled out, metrics off'] / off['bare']:.1f}x bare ({off['bare']:.2f} us)",
+                   "<= 1 us added", ratio_verdict(added, 1.0), "always_off, or an unsampled parent"))
+    decision = off["sampler decision"] - off["bare"]
+    added = off["ratio sampled out, metrics off"] - off["bare"]
+    out.append(Row("telemetry off", "same, ratio sampler at the root", f"+{added:.2f} us",
+                   f"SDK sampler alone +{decision:.2f} us", "", "",
+                   "the sampler must be asked; the rest of the call is skipped"))
     added = off["sampled out"] - off["bare"]
-    out.append(Row("telemetry off", "@traced_llm, sampled out", f"+{added:.1f} us", "", "",
+    out.append(Row("telemetry off", "@traced_llm, sampled out, metrics on", f"+{added:.1f} us", "", "",
                    "", "spans skipped; the metrics are still recorded so totals stay exact"))
     return out
 

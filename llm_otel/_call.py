@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -90,6 +91,8 @@ class LLMCall:
     _context: otel_context.Context | None = None  # the span's context, reused for exemplars
     _token: object | None = None
     _call_token: Any = None
+    span: Span = trace.INVALID_SPAN  # until start() opens the real one
+    labels: Mapping[str, str] = MappingProxyType({})  # set by start(); never changed in place
 
     def __init__(
         self,
@@ -107,8 +110,6 @@ class LLMCall:
         self.provider = provider or self.spec.provider
         self.facts = ResponseFacts()
         self.problems = UsageProblems()
-        self.span: Span = trace.INVALID_SPAN
-        self.labels: dict[str, str] = {}
         self._parent = parent
         self._request_attributes = request_attributes
 
@@ -129,13 +130,17 @@ class LLMCall:
                 attributes=self._start_attributes(cacheable=not ambient),
             )
             if activate:
-                self._context = trace.set_span_in_context(self.span, self._parent)
-                self._token = otel_context.attach(self._context)
-                self._call_token = current_call.set(self)
+                self.activate()
         except Exception as exc:
             internal_error("call.start", exc)
         self._start = time.perf_counter()
         return self
+
+    def activate(self) -> None:
+        """Make the span the current span, and this the current call, until the call finishes."""
+        self._context = trace.set_span_in_context(self.span, self._parent)
+        self._token = otel_context.attach(self._context)
+        self._call_token = current_call.set(self)
 
     def end(self, *, outcome: str | None = None) -> None:
         """Finish as successful; ``outcome="closed_early"`` marks a stream the caller stopped reading."""

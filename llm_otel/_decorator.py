@@ -15,6 +15,8 @@ from opentelemetry.trace import NoOpTracerProvider, ProxyTracerProvider
 from typing_extensions import ParamSpec
 
 from llm_otel._call import CallSpec, LLMCall, UsageReader
+from llm_otel._context import request_rollup
+from llm_otel._log import internal_error
 from llm_otel._runtime import Telemetry, current
 from llm_otel._streams import (
     AsyncStreamProxy,
@@ -86,6 +88,10 @@ class _CallSite:
         telemetry = current()
         if not telemetry.enabled or _idle(telemetry):
             return None
+        # sampled out with no metrics pipeline and no request rollup: nothing would ever see this call
+        unseen_unless_sampled = not telemetry.needs_unsampled_calls and request_rollup.get() is None
+        if unseen_unless_sampled and telemetry.drop_forecast.possible and telemetry.drop_forecast.dropped():
+            return None
         model = self.spec.model
         if model is None:
             model = kwargs.get("model")
@@ -100,7 +106,15 @@ class _CallSite:
         )
         if telemetry.wants_text:
             call.set_input_messages(self._messages(args, kwargs))
-        return call.start(activate=activate)
+        call.start()
+        if unseen_unless_sampled and not call.span.is_recording():
+            return None
+        if activate:
+            try:
+                call.activate()
+            except Exception as exc:
+                internal_error("call.activate", exc)
+        return call
 
     def _messages(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         for name in _MESSAGE_PARAMS:

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from opentelemetry import metrics, trace
-from opentelemetry.metrics import MeterProvider
+from opentelemetry.metrics import MeterProvider, NoOpMeterProvider
 from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
 from opentelemetry.sdk.metrics.export import (
     ConsoleMetricExporter,
@@ -302,7 +302,9 @@ def meter_provider(
     resource_attributes: Mapping[str, Any] | None,
     extra: Sequence[Any],
     sink: DropSink,
-) -> SdkMeterProvider:
+) -> MeterProvider:
+    """The SDK meter provider, or a no-op one when no reader would ever collect (metrics exporter
+    ``none`` and no extra readers): measurements nobody reads are then not even taken."""
     readers = list(extra)
     exporter = _metric_exporter(settings)
     if exporter is not None:
@@ -313,6 +315,8 @@ def meter_provider(
                 export_timeout_millis=settings["metric_export_timeout_ms"],
             )
         )
+    if not readers:
+        return NoOpMeterProvider()
     return SdkMeterProvider(resource=_resource(settings, resource_attributes), metric_readers=readers)
 
 
@@ -321,5 +325,5 @@ def set_global_if_unset(tracer: TracerProvider, meter: MeterProvider) -> None:
         trace.set_tracer_provider(tracer)
     from opentelemetry.metrics._internal import _ProxyMeterProvider
 
-    if isinstance(metrics.get_meter_provider(), _ProxyMeterProvider):
+    if isinstance(metrics.get_meter_provider(), _ProxyMeterProvider) and not isinstance(meter, NoOpMeterProvider):
         metrics.set_meter_provider(meter)

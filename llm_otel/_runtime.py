@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry import metrics, trace
-from opentelemetry.metrics import MeterProvider
+from opentelemetry.metrics import MeterProvider, NoOpMeterProvider
 from opentelemetry.trace import Tracer, TracerProvider
 
 from llm_otel import _config
@@ -21,6 +21,7 @@ from llm_otel._cardinality import CardinalityGuard
 from llm_otel._content import Redactor, default_redactor
 from llm_otel._metrics import Recorder
 from llm_otel._pricing import Price, PriceBook, load_price_file
+from llm_otel._sampling import DropForecast
 from llm_otel._version import VERSION
 
 
@@ -37,6 +38,15 @@ class Telemetry:
     enabled: bool = True
     evaluator: Any = None
     owned: list[Any] = field(default_factory=list)
+    drop_forecast: DropForecast = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.drop_forecast = DropForecast(self.tracer_provider)
+
+    @property
+    def needs_unsampled_calls(self) -> bool:
+        """Whether a call whose span is sampled out still has work to do: metrics or evaluation."""
+        return not isinstance(self.meter_provider, NoOpMeterProvider) or self.evaluator is not None
 
     @property
     def wants_text(self) -> bool:
@@ -160,7 +170,8 @@ def configure(
             tracer_provider.add_span_processor(processor)  # type: ignore[attr-defined]
     if meter_provider is None:
         meter_provider = _providers.meter_provider(settings, resource_attributes, metric_readers, sink)
-        owned.append(meter_provider)
+        if hasattr(meter_provider, "shutdown"):
+            owned.append(meter_provider)
     if set_global:
         _providers.set_global_if_unset(tracer_provider, meter_provider)
 
