@@ -11,11 +11,17 @@ Peers, each measured only when installed (see docs/performance.md for the
 
 Every peer runs in a fresh interpreter (instrumentors patch the client class
 for the whole process). In that process the same client call is timed bare,
-wrapped in ``@traced_llm``, and then with the peer instrumenting the client;
-the overheads are against the bare call of the same process. Message content
-capture is off everywhere (our default; the peers are configured to match).
-All spans go to a null exporter through the given span processor, metrics to
-an in-memory reader, so no I/O is measured.
+wrapped in ``@traced_llm``, wrapped in the hand-written floor of
+``overhead.py`` (raw SDK, our signals), and with the peer instrumenting the
+client. Ours and the floor are timed first, round by round with the bare
+call. A peer that can be switched off cleanly (``uninstrument()`` leaves the
+bare call as fast as before) then takes turns with the bare call, switched on
+only for its own; one that cannot (openlit, or one whose ``uninstrument()``
+leaves wrappers behind) is measured in a fresh interpreter, switched on once
+after the others. The overheads are against the bare call of the same
+process. Message content capture is off everywhere (our default; the peers are
+configured to match). All spans go to a null exporter through the given span
+processor, metrics to an in-memory reader, so no I/O is measured.
 """
 
 from __future__ import annotations
@@ -99,10 +105,11 @@ def _instrument(peer: str, tracer_provider: Any, meter_provider: Any) -> Callabl
     raise ValueError(peer)
 
 
-def child(peer: str, processor: str, calls: int, repeat: int) -> dict[str, Any]:
+def child(peer: str, processor: str, calls: int, repeat: int, switching: bool = True) -> dict[str, Any]:
     from _timing import interleaved, sdk_providers
     from opentelemetry import metrics, trace
     from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
+    from overhead import make_floor, sdk_facts
 
     import llm_otel
 
@@ -110,11 +117,14 @@ def child(peer: str, processor: str, calls: int, repeat: int) -> dict[str, Any]:
     tracer_provider, meter_provider = sdk_providers(processor)
 
     class Names(SpanProcessor):
+        """Which spans each instrumentation emitted (by instrumentation scope)."""
+
         def __init__(self) -> None:
-            self.names: set[str] = set()
+            self.names: set[tuple[str, str]] = set()
 
         def on_end(self, span: ReadableSpan) -> None:
-            self.names.add(span.name)
+            scope = span.instrumentation_scope.name if span.instrumentation_scope else ""
+            self.names.add((scope, span.name))
 
     names = Names()
     tracer_provider.add_span_processor(names)
@@ -128,20 +138,49 @@ def child(peer: str, processor: str, calls: int, repeat: int) -> dict[str, Any]:
 
     llm_otel.configure(tracer_provider=tracer_provider, meter_provider=meter_provider, set_global=False)
     ours = llm_otel.traced_llm(provider="openai")(ask)
-    result = {"peer": peer, "processor": processor}
-    result.update(interleaved({"bare": ask, "ours": ours}, calls, repeat))
-    ours_spans = sorted(names.names)
-    names.names.clear()
-    if peer != "none":
-        off = _instrument(peer, tracer_provider, meter_provider)
-        result["peer_us"] = interleaved({"peer": ask}, calls, repeat)["peer"]
-        result["peer_spans"] = sorted(names.names)
-        if off is not None:
-            off()
-            result["bare_after"] = interleaved({"bare": ask}, calls, repeat)["bare"]
-    result["ours_spans"] = ours_spans
+    floor = make_floor(tracer_provider, meter_provider, ask, sdk_facts)
+    result: dict[str, Any] = {"peer": peer, "processor": processor}
+    # ours and the floor first, before the peer has touched the process
+    result.update(interleaved({"bare": ask, "ours": ours, "floor": floor}, calls, repeat))
+    result["ours_spans"] = sorted(name for scope, name in names.names if scope == "llm_otel")
+    off = _instrument(peer, tracer_provider, meter_provider)
+    on = _reinstrument(peer, tracer_provider, meter_provider)
+    if switching and off is not None and _switches_cleanly(ask, on, off):
+        # the peer takes its turn in every round against the bare call, switched on and off around it
+        turns = interleaved({"bare": ask, "peer": ask}, calls, repeat, switches={"peer": (on, off)})
+        result["rounds"] = "interleaved"
+    elif switching and off is not None:  # switching left something behind: measure again, never switching
+        llm_otel.shutdown()
+        return {"peer": peer, "rounds": "switching unclean"}
+    else:  # the peer stays on for the rest of the process
+        turns = {"bare": result["bare"], "peer": interleaved({"peer": ask}, calls, repeat)["peer"]}
+        result["rounds"] = "peer last"
+    result["peer_overhead"] = turns["peer"] - turns["bare"]
+    result["peer_spans"] = sorted(name for scope, name in names.names if scope not in ("llm_otel", "floor"))
     llm_otel.shutdown()
     return result
+
+
+def _switches_cleanly(ask: Callable[[], Any], on: Callable[[], None], off: Callable[[], None]) -> bool:
+    """Switching the peer on and off again leaves the bare call as fast as before (some
+    instrumentors leave wrappers behind on ``uninstrument()``, which would slow every variant)."""
+    from _timing import per_call_us
+
+    off()
+    before = min(per_call_us(ask, 300) for _ in range(3))
+    for _ in range(3):
+        on()
+        per_call_us(ask, 50)
+        off()
+    after = min(per_call_us(ask, 300) for _ in range(3))
+    return after <= before * 1.1
+
+
+def _reinstrument(peer: str, tracer_provider: Any, meter_provider: Any) -> Callable[[], None]:
+    def on() -> None:
+        _instrument(peer, tracer_provider, meter_provider)
+
+    return on
 
 
 # ----------------------------------------------------------------------------- parent
@@ -153,8 +192,15 @@ def installed(python: str, module: str) -> bool:
 
 
 def run_child(python: str, peer: str, processor: str, calls: int, repeat: int) -> dict[str, Any]:
+    result = _run_child(python, peer, processor, calls, repeat, [])
+    if result["rounds"] == "switching unclean":
+        result = _run_child(python, peer, processor, calls, repeat, ["--no-switching"])
+    return result
+
+
+def _run_child(python: str, peer: str, processor: str, calls: int, repeat: int, extra: list[str]) -> dict[str, Any]:
     command = [python, str(Path(__file__)), "--child", peer, "--processor", processor,
-               "--calls", str(calls), "--repeat", str(repeat)]
+               "--calls", str(calls), "--repeat", str(repeat), *extra]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), str(HERE.parent), os.environ.get("PYTHONPATH", "")])}
     done = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env, cwd=HERE.parent)
     if done.returncode != 0:
@@ -197,14 +243,20 @@ def rows(calls: int, repeat: int, pythons: list[str] | None = None) -> list[Any]
                 out.append(Row("peers", f"{peer}, {processor}", "-", verdict="failed",
                                note=str(exc).strip().splitlines()[-1][:160]))
                 continue
-            bare = min(result["bare"], result.get("bare_after", result["bare"]))
-            ours = result["ours"] - result["bare"]  # measured in the same process, same client and SDK
-            theirs = result["peer_us"] - bare
+            bare = result["bare"]
+            ours = result["ours"] - bare  # measured in the same process, same client and SDK
+            theirs = result["peer_overhead"]
+            floor = result["floor"] - bare
             emitted = "span " + ", ".join(result["peer_spans"]) if result["peer_spans"] else "NO span emitted"
             out.append(Row(
                 "peers", f"{peer} vs @traced_llm, {processor}", f"+{fmt_us(theirs)} vs +{fmt_us(ours)}",
                 f"ours is {ours / theirs:.2f}x of it", "ours below", "ok" if ours < theirs else "MISSED",
-                f"bare client call {fmt_us(bare)}; peer emitted {emitted}",
+                f"bare client call {fmt_us(bare)}; peer emitted {emitted}; rounds {result['rounds']}",
+            ))
+            out.append(Row(
+                "peers", f"  floor vs {peer}, {processor}", f"+{fmt_us(floor)}",
+                f"floor is {floor / theirs:.2f}x of it", "", "",
+                "raw SDK, our signals, nothing to read or price: the least those signals cost",
             ))
     return out
 
@@ -216,10 +268,11 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--python", action="append", help="an interpreter with peers installed (repeatable)")
+    parser.add_argument("--no-switching", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         sys.path.insert(0, str(HERE))
-        print(json.dumps(child(args.child, args.processor, args.calls, args.repeat)))
+        print(json.dumps(child(args.child, args.processor, args.calls, args.repeat, not args.no_switching)))
         return
     for row in rows(args.calls * 10, args.repeat, args.python):
         print(row)

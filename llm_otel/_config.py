@@ -84,7 +84,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("traces_exporter", ("OTEL_TRACES_EXPORTER",), "otlp", parse_exporter,
             "otlp, console or none."),
     Setting("metrics_exporter", ("OTEL_METRICS_EXPORTER",), "otlp", parse_exporter,
-            "otlp, console or none."),
+            "otlp, console or none; none with no `metric_readers` records no metrics at all."),
     Setting("capture_content", ("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT",), False, parse_bool,
             "Record prompts and completions on spans (redacted). Off by default."),
     Setting("cardinality_limit", ("LLM_OTEL_CARDINALITY_LIMIT",), 100, parse_positive_int,

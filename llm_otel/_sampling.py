@@ -19,10 +19,8 @@ class DropForecast:
 
     def __init__(self, tracer_provider: Any) -> None:
         sampler = getattr(tracer_provider, "sampler", None)
-        if sampler is None:  # not an SDK provider; importing the SDK just to learn that would cost ~8 ms
-            drops = (False, False, False)
-        else:
-            drops = _drops(sampler)
+        # not an SDK provider: importing the SDK just to learn that would cost ~8 ms
+        drops = (False, False, False) if sampler is None else _drops(sampler)
         self.roots, self.local_unsampled, self.remote_unsampled = drops
         self.possible = any(drops)
 

@@ -92,3 +92,9 @@ def test_public_api_is_curated_and_sorted() -> None:
         assert hasattr(llm_otel, name), name
     for required in ("configure", "shutdown", "force_flush", "traced_llm", "llm_call", "route", "record_quality"):
         assert required in llm_otel.__all__
+
+
+def test_installed_version_is_the_package_version() -> None:
+    from importlib.metadata import version
+
+    assert version("llm-otel") == llm_otel.__version__
