@@ -25,12 +25,14 @@ from llm_otel._context import ambient_labels, current_call, request_rollup
 from llm_otel._errors import error_type_of, is_rate_limit
 from llm_otel._extract import ResponseFacts, facts_from, uneventful_chunk, usage_from_mapping
 from llm_otel._log import internal_error, log_once
+from llm_otel._metrics import Recorder, Series
 from llm_otel._pricing import Quote
 from llm_otel._runtime import Telemetry, current
 from llm_otel._usage import TokenUsage, UsageProblems
 
 UsageReader = Callable[[Any], Any]
 _START_ATTRIBUTE_SETS_MAX = 64
+_SERIES_MAX = 64  # per call site; model names and error types may be unbounded
 
 
 def _over_cap(bounded: Mapping[str, str], provider_key: str, response_key: str, request_key: str) -> bool:
@@ -72,6 +74,12 @@ class CallSpec:
     @functools.cached_property
     def start_attribute_sets(self) -> dict[tuple[str | None, str | None], dict[str, Any]]:
         """Span start attributes by (provider, request model), filled by the calls of this site."""
+        return {}
+
+    @functools.cached_property
+    def series_sets(self) -> dict[tuple[str | None, ...], Series]:
+        """Metric series by (provider, request model, response model, error type), for calls
+        without ambient labels; bounded like ``start_attribute_sets``."""
         return {}
 
 
@@ -337,14 +345,8 @@ class LLMCall:
                 # one value across providers; the exception event on the span keeps the class
                 error_type = n.RATE_LIMIT_ERROR_TYPE
 
-        labels = dict(self.labels)
-        labels[n.GEN_AI_PROVIDER_NAME] = provider or n.UNKNOWN_VALUE
-        labels[n.GEN_AI_REQUEST_MODEL] = request_model or n.UNKNOWN_VALUE
-        if facts.response_model:
-            labels[n.GEN_AI_RESPONSE_MODEL] = facts.response_model
-        if error_type is not None:
-            labels[n.ERROR_TYPE] = error_type
-        bounded = telemetry.recorder.bound_in_place(labels)
+        series = self._series(telemetry.recorder, provider, request_model, error_type)
+        bounded = series.attributes
 
         quote = None
         unpriced = False
@@ -377,7 +379,7 @@ class LLMCall:
             log_once(f"usage-problem:{reason}", "llm-otel: usage payload problem %r; recorded as unknown", reason)
 
         telemetry.recorder.record_call(
-            bounded,
+            series,
             duration_s=duration,
             usage=usage,
             cost_usd=self.cost_usd,
@@ -402,6 +404,29 @@ class LLMCall:
 
         if self.span.is_recording():
             self._annotate_span(provider, request_model, error, error_type, quote, unpriced)
+
+    def _series(self, recorder: Recorder, provider: str | None, request_model: str | None,
+                error_type: str | None) -> Series:
+        """The call's bounded metric attributes; a call site reuses them while its labels repeat."""
+        response_model = self.facts.response_model
+        cache = self.spec.series_sets if self.labels is self.spec.static_labels else None
+        if cache is not None:
+            found = cache.get((provider, request_model, response_model, error_type))
+            if found is not None and found.recorder is recorder:
+                return found
+        labels = dict(self.labels)
+        labels[n.GEN_AI_PROVIDER_NAME] = provider or n.UNKNOWN_VALUE
+        labels[n.GEN_AI_REQUEST_MODEL] = request_model or n.UNKNOWN_VALUE
+        if response_model:
+            labels[n.GEN_AI_RESPONSE_MODEL] = response_model
+        if error_type is not None:
+            labels[n.ERROR_TYPE] = error_type
+        series = recorder.series(recorder.bound_in_place(labels))
+        # A folded label is not kept: every call past the cap is counted by the guard again.
+        # The guard never forgets an admitted value, so a kept series stays exact.
+        if cache is not None and len(cache) < _SERIES_MAX and n.OVERFLOW_VALUE not in labels.values():
+            cache[(provider, request_model, response_model, error_type)] = series
+        return series
 
     def _annotate_span(
         self,

@@ -87,6 +87,24 @@ def _get(obj: Any, name: str) -> Any:
     return None if callable(value) and not isinstance(value, (str, int, float)) else value
 
 
+def _fields(obj: Any) -> dict[str, Any] | None:
+    """A pydantic model's fields and extras as one dict (an SDK response read in one go),
+    or None for anything else."""
+    cls = type(obj)
+    kind = _TYPE_KINDS.get(cls)
+    if kind is None:
+        kind = _kind_of(cls)
+    if kind != _PYDANTIC:
+        return None
+    try:
+        fields, extra = obj.__dict__, obj.__pydantic_extra__
+    except Exception:  # a half-built model
+        return None
+    if type(fields) is not dict:
+        return None
+    return {**fields, **extra} if extra else fields
+
+
 def _str(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
@@ -146,7 +164,9 @@ def _count(value: Any, field: str, problems: UsageProblems) -> int | None:
 
 
 def openai_chat_usage(usage: Any, problems: UsageProblems) -> TokenUsage:
-    if type(usage) is dict:  # read directly: the common payload, and a hot path
+    if type(usage) is not dict:
+        usage = _fields(usage) or usage
+    if type(usage) is dict:  # read directly: the common payloads (dicts, SDK objects), and a hot path
         prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
         prompt_details, completion_details = usage.get("prompt_tokens_details"), usage.get("completion_tokens_details")
     else:
@@ -320,6 +340,9 @@ def uneventful_chunk(chunk: Any) -> bool:
     return all(_get(choice, "finish_reason") is None for choice in choices)
 
 
+_CHAT_SHAPES = frozenset(("chat.completion", "chat.completion.chunk"))
+
+
 def facts_from(obj: Any, problems: UsageProblems, *, want_text: bool = False) -> ResponseFacts:
     """Everything we can learn from one response, chunk or event; unrecognised input gives empty facts."""
     if type(obj) is dict:
@@ -329,11 +352,14 @@ def facts_from(obj: Any, problems: UsageProblems, *, want_text: bool = False) ->
         facts = ResponseFacts(provider=_provider_of(obj))
         if obj is None or isinstance(obj, (str, bytes, int, float, bool)):
             return facts
+        fields = _fields(obj)
+        if fields is not None and type(shape := fields.get("object")) is str and shape in _CHAT_SHAPES:
+            obj = fields  # an SDK chat completion: its fields are all there is to read
         kind, shape = _get(obj, "type"), _get(obj, "object")
     kind = kind if type(kind) is str else ""
     shape = shape if type(shape) is str else ""
     facts.recognised = True
-    if shape == "chat.completion" or shape == "chat.completion.chunk":  # the common case first
+    if shape in _CHAT_SHAPES:  # the common case first
         _chat_facts(obj, facts, problems, want_text)
     elif _get(obj, "usage_metadata") is not None or _get(obj, "response_metadata") is not None:
         _langchain_facts(obj, facts, problems, want_text)

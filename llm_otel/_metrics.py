@@ -20,8 +20,8 @@ _INPUT = {n.GEN_AI_TOKEN_TYPE: "input"}
 _OUTPUT = {n.GEN_AI_TOKEN_TYPE: "output"}
 
 
-class RunningTotals:
-    """Per-attribute-set running sums read by an observable counter at each collection.
+class TokenTotals:
+    """Per-series running sums of input and output tokens, read by two observable counters.
 
     The token counters move on every call; a synchronous SDK counter pays for attribute
     cleaning, hashing and an exemplar offer on each ``add``, which is most of a call's
@@ -32,17 +32,43 @@ class RunningTotals:
     """
 
     def __init__(self) -> None:
-        self._sums: dict[tuple[tuple[str, str], ...], int | float] = {}
+        # a side never added to stays None: no zero series for, say, the output of an embedding
+        self._sums: dict[tuple[tuple[str, str], ...], list[int | None]] = {}
         self._lock = threading.Lock()
 
-    def add(self, key: tuple[tuple[str, str], ...], amount: int | float) -> None:
+    def add(self, key: tuple[tuple[str, str], ...], input_tokens: int | None, output_tokens: int | None) -> None:
         with self._lock:
-            self._sums[key] = self._sums.get(key, 0) + amount
+            sums = self._sums.get(key)
+            if sums is None:
+                sums = self._sums[key] = [None, None]
+            if input_tokens is not None:
+                sums[0] = (sums[0] or 0) + input_tokens
+            if output_tokens is not None:
+                sums[1] = (sums[1] or 0) + output_tokens
 
-    def observe(self, options: CallbackOptions) -> list[Observation]:
+    def observe_input(self, options: CallbackOptions) -> list[Observation]:
+        return self._observe(0)
+
+    def observe_output(self, options: CallbackOptions) -> list[Observation]:
+        return self._observe(1)
+
+    def _observe(self, index: int) -> list[Observation]:
         with self._lock:
-            sums = list(self._sums.items())
-        return [Observation(total, dict(key)) for key, total in sums]
+            sums = [(key, totals[index]) for key, totals in self._sums.items()]
+        return [Observation(total, dict(key)) for key, total in sums if total is not None]
+
+
+class Series:
+    """One bounded attribute set of the per-call instruments, with what recording it needs."""
+
+    __slots__ = ("attributes", "input_attributes", "key", "output_attributes", "recorder")
+
+    def __init__(self, recorder: Recorder, attributes: dict[str, str]) -> None:
+        self.recorder = recorder
+        self.attributes = attributes
+        self.key = tuple(sorted(attributes.items()))
+        self.input_attributes = {**attributes, **_INPUT}
+        self.output_attributes = {**attributes, **_OUTPUT}
 
 
 def _create(meter: Any, spec: n.Instrument) -> Any:
@@ -62,14 +88,13 @@ class Recorder:
     def __init__(self, meter_provider: MeterProvider, guard: CardinalityGuard) -> None:
         meter = meter_provider.get_meter("llm_otel", VERSION)
         self.guard = guard
-        self.input_totals = RunningTotals()
-        self.output_totals = RunningTotals()
+        self.token_totals = TokenTotals()
         self.tokens_input = meter.create_observable_counter(
-            n.TOKENS_INPUT.name, [self.input_totals.observe], unit=n.TOKENS_INPUT.unit,
+            n.TOKENS_INPUT.name, [self.token_totals.observe_input], unit=n.TOKENS_INPUT.unit,
             description=n.TOKENS_INPUT.description,
         )
         self.tokens_output = meter.create_observable_counter(
-            n.TOKENS_OUTPUT.name, [self.output_totals.observe], unit=n.TOKENS_OUTPUT.unit,
+            n.TOKENS_OUTPUT.name, [self.token_totals.observe_output], unit=n.TOKENS_OUTPUT.unit,
             description=n.TOKENS_OUTPUT.description,
         )
         self.cost = _create(meter, n.COST)
@@ -91,9 +116,13 @@ class Recorder:
         """Like ``bound`` for a dict the caller owns: over-cap values are replaced in it."""
         return self.guard.bound_in_place(scope, attributes)
 
+    def series(self, attributes: dict[str, str]) -> Series:
+        """The series of already bounded ``attributes`` (callers may keep it for later calls)."""
+        return Series(self, attributes)
+
     def record_call(
         self,
-        attributes: Mapping[str, str],
+        series: Series,
         *,
         duration_s: float,
         usage: TokenUsage,
@@ -105,22 +134,23 @@ class Recorder:
         context_window: int | None,
         context: Context | None = None,
     ) -> None:
-        """Record one finished call; ``attributes`` are already bounded.
+        """Record one finished call of ``series``.
 
         ``context`` carries the call's span so exemplars link the histograms to its trace.
         """
+        attributes = series.attributes
         self.duration.record(duration_s, attributes, context)
-        key = tuple(sorted(attributes.items())) if usage.known else ()
         if time_to_first_chunk_s is not None:
             self.time_to_first_chunk.record(time_to_first_chunk_s, attributes, context)
-        if usage.input_tokens is not None:
-            self.input_totals.add(key, usage.input_tokens)
-            self.token_usage.record(usage.input_tokens, {**attributes, **_INPUT}, context)
+        input_tokens, output_tokens = usage.input_tokens, usage.output_tokens
+        if input_tokens is not None or output_tokens is not None:
+            self.token_totals.add(series.key, input_tokens, output_tokens)
+        if input_tokens is not None:
+            self.token_usage.record(input_tokens, series.input_attributes, context)
             if context_window:
-                self.context_utilization.record(usage.input_tokens / context_window, attributes, context)
-        if usage.output_tokens is not None:
-            self.output_totals.add(key, usage.output_tokens)
-            self.token_usage.record(usage.output_tokens, {**attributes, **_OUTPUT}, context)
+                self.context_utilization.record(input_tokens / context_window, attributes, context)
+        if output_tokens is not None:
+            self.token_usage.record(output_tokens, series.output_attributes, context)
         if cost_usd is not None:
             self.cost.record(cost_usd, attributes, context)
         elif unpriced:

@@ -46,3 +46,35 @@ def test_route_labels_are_bounded_too() -> None:
 def test_limit_must_be_positive() -> None:
     with pytest.raises(ValueError):
         CardinalityGuard(0)
+
+
+def test_a_call_site_reuses_its_series_but_never_a_folded_one() -> None:
+    """Repeated calls of one site share their bounded series; past the cap every call is
+    folded (and counted by the guard) again, never served from what an earlier call built."""
+    with capture(cardinality_limit=2) as telemetry:
+        @llm_otel.traced_llm(provider="openai", model="gpt-4o-mini")
+        def ask(response_model: str) -> dict[str, object]:
+            return chat_response(model=response_model, prompt_tokens=10, completion_tokens=1)
+
+        for _ in range(3):
+            for model in ("gpt-4o-mini-a", "gpt-4o-mini-b", "gpt-4o-mini-c", "gpt-4o-mini-d"):
+                ask(model)
+        guard = telemetry.telemetry.recorder.guard
+        assert guard.admitted("call", "gen_ai.response.model") == 2
+        assert guard.overflowed[("call", "gen_ai.response.model")] == 2 * 3  # two models past the cap, 3 calls each
+        assert telemetry.counter("llm.tokens.input") == 12 * 10
+        assert telemetry.counter("llm.tokens.input", gen_ai__response__model="_other") == 6 * 10
+        assert telemetry.counter("llm.tokens.input", gen_ai__response__model="gpt-4o-mini-a") == 3 * 10
+
+
+def test_series_built_for_one_configuration_are_not_used_by_the_next() -> None:
+    @llm_otel.traced_llm(provider="openai", model="gpt-4o-mini")
+    def ask() -> dict[str, object]:
+        return chat_response(prompt_tokens=10, completion_tokens=1)
+
+    with capture(cardinality_limit=5):
+        ask()
+    with capture(cardinality_limit=5) as second:
+        ask()
+        assert second.telemetry.recorder.guard.admitted("call", "gen_ai.request.model") == 1
+        assert second.counter("llm.tokens.input") == 10

@@ -192,3 +192,19 @@ def test_real_sdk_rate_limit_error_is_counted(telemetry: CapturedTelemetry) -> N
     assert telemetry.counter("llm.rate_limited", error__type="rate_limited") == 1
     assert telemetry.counter("llm.errors", error__type="rate_limited") == 1
     client.close()
+
+
+def test_extra_fields_of_sdk_objects_are_read() -> None:
+    """Fields a provider sends beyond the SDK's schema (kept as pydantic extras) still count."""
+    payload = json.loads(json.dumps(CHAT))
+    payload["usage"]["prompt_tokens_details"]["cache_write_tokens"] = 100
+    facts = facts_from(ChatCompletion.model_validate(payload), UsageProblems())
+    assert facts.usage.cache_creation_input_tokens == 100
+    assert facts.usage.cache_read_input_tokens == 1024
+
+
+@pytest.mark.parametrize("shape", [["chat.completion"], {"a": 1}, None, 3])
+def test_sdk_object_with_an_odd_object_field_is_no_chat_completion(shape: object) -> None:
+    broken = ChatCompletion.model_construct(**{**CHAT, "object": shape})
+    facts = facts_from(broken, UsageProblems())
+    assert facts.usage.input_tokens == 1200  # still read through the choices/usage shape
