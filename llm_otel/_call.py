@@ -409,9 +409,10 @@ class LLMCall:
                 error_type: str | None) -> Series:
         """The call's bounded metric attributes; a call site reuses them while its labels repeat."""
         response_model = self.facts.response_model
+        key = (provider, request_model, response_model, error_type)
         cache = self.spec.series_sets if self.labels is self.spec.static_labels else None
         if cache is not None:
-            found = cache.get((provider, request_model, response_model, error_type))
+            found = cache.get(key)
             if found is not None and found.recorder is recorder:
                 return found
         labels = dict(self.labels)
@@ -424,8 +425,10 @@ class LLMCall:
         series = recorder.series(recorder.bound_in_place(labels))
         # A folded label is not kept: every call past the cap is counted by the guard again.
         # The guard never forgets an admitted value, so a kept series stays exact.
-        if cache is not None and len(cache) < _SERIES_MAX and n.OVERFLOW_VALUE not in labels.values():
-            cache[(provider, request_model, response_model, error_type)] = series
+        # (an entry left by an earlier configure() is replaced even when the cache is full)
+        if (cache is not None and (key in cache or len(cache) < _SERIES_MAX)
+                and n.OVERFLOW_VALUE not in labels.values()):
+            cache[key] = series
         return series
 
     def _annotate_span(
