@@ -8,7 +8,9 @@ shared). The floor does the same telemetry work with the raw OpenTelemetry SDK,
 with every attribute precomputed: one CLIENT span with the same attributes, made
 the current span while the call runs (as any instrumentation must, so HTTP client
 spans nest under it), and the same seven instrument records with the span as
-exemplar context — the least any instrumentation recording these signals can do.
+exemplar context — the least a plain SDK implementation of these signals does.
+A second floor sums the two token counters in process, as the kit does (two SDK
+measurements fewer); against it, what remains is the kit's own work.
 
 Telemetry off: the kit disabled, no SDK provider at all (configure() never ran),
 traces sampled out with no metrics pipeline (measured against the SDK sampler's own
