@@ -147,3 +147,14 @@ def test_forecast_matches_the_sampler(
         provider.shutdown()
     assert counting.started == started
     assert [span.name for span in exporter.get_finished_spans()] == (["chat gpt-4o"] if traced else [])
+
+
+def test_an_evaluator_still_sees_sampled_out_calls_without_metrics(sampled_out: TracerProvider) -> None:
+    scored = []
+    telemetry = llm_otel.configure(tracer_provider=sampled_out, metrics_exporter="none", set_global=False,
+                                   evaluator=lambda sample: scored.append(sample) or 0.0,
+                                   evaluation_sample_rate=1.0)
+    ask = llm_otel.traced_llm(provider="openai", model="gpt-4o")(_ask)
+    ask()
+    telemetry.evaluator.join()
+    assert len(scored) == 1
