@@ -551,5 +551,33 @@ def start_call(
     ``activate=True`` also makes its span the current span until it finishes (only
     when start and finish run in the same context, e.g. one thread or task).
     """
-    spec = CallSpec(operation, provider, model, task_type, prompt_name, prompt_version, None, dict(labels or {}))
+    spec = _shared_spec(operation, provider, model, task_type, prompt_name, prompt_version, labels)
     return LLMCall(spec, parent=parent, request_attributes=request_attributes).start(activate=activate)
+
+
+_SHARED_SPECS: dict[tuple[Any, ...], CallSpec] = {}
+_SHARED_SPECS_MAX = 256  # model names and labels may be unbounded; past this, every call gets its own
+
+
+def _shared_spec(
+    operation: str,
+    provider: str | None,
+    model: str | None,
+    task_type: str | None,
+    prompt_name: str | None,
+    prompt_version: str | None,
+    labels: Mapping[str, str] | None,
+) -> CallSpec:
+    """Callback integrations start each call afresh; calls that look alike share one spec, and
+    with it the per-site caches (span start attributes, metric series) a decorated site has."""
+    try:
+        key = (operation, provider, model, task_type, prompt_name, prompt_version,
+               tuple(sorted(labels.items())) if labels else ())
+        spec = _SHARED_SPECS.get(key)
+    except TypeError:  # an unhashable or unorderable label: nothing to share
+        return CallSpec(operation, provider, model, task_type, prompt_name, prompt_version, None, dict(labels or {}))
+    if spec is None:
+        spec = CallSpec(operation, provider, model, task_type, prompt_name, prompt_version, None, dict(labels or {}))
+        if len(_SHARED_SPECS) < _SHARED_SPECS_MAX:
+            _SHARED_SPECS[key] = spec
+    return spec

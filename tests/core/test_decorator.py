@@ -339,6 +339,24 @@ def test_start_call_lifecycle_with_explicit_parent(telemetry: CapturedTelemetry)
     assert telemetry.histogram_count("gen_ai.client.operation.duration") == 1
 
 
+def test_alike_callback_calls_share_a_spec_and_stay_separate_calls(telemetry: CapturedTelemetry) -> None:
+    calls = [
+        llm_otel.start_call(provider="openai", model="gpt-4o", labels={"team": "a", "tier": "b"}),
+        llm_otel.start_call(provider="openai", model="gpt-4o", labels={"tier": "b", "team": "a"}),
+    ]
+    other = llm_otel.start_call(provider="openai", model="gpt-4o", labels={"team": "c"})
+    odd = llm_otel.start_call(provider="openai", model="gpt-4o", labels={"team": ["not", "hashable"]})  # type: ignore[dict-item]
+    assert calls[0].spec is calls[1].spec
+    assert other.spec is not calls[0].spec
+    for call, tokens in zip((*calls, other, odd), (1, 2, 4, 8), strict=True):
+        call.set_usage(input_tokens=tokens, output_tokens=1)
+        call.end()
+    assert telemetry.counter("llm.tokens.input", team="a") == 3
+    assert telemetry.counter("llm.tokens.input", team="c") == 4
+    assert telemetry.counter("llm.tokens.input") == 15
+    assert len(telemetry.spans()) == 4
+
+
 def test_disabled_kit_calls_function_directly() -> None:
     from llm_otel.testing import capture
 
