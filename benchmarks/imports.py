@@ -71,6 +71,8 @@ def rows(runs: int = 7) -> list[Row]:
         if name == "import llm_otel":
             verdict = "ok" if not frameworks else "MISSED"
             note = "frameworks imported: " + (", ".join(frameworks) if frameworks else "none")
+        elif name == "import opentelemetry.sdk":
+            note = "the bare package imports next to nothing; trace + metrics is what an SDK user loads"
         out.append(Row("import", name, f"{ms:.0f} ms, +{rss:.1f} MiB", ratio,
                        "no framework" if name == "import llm_otel" else "", verdict, note))
     return out
