@@ -96,9 +96,17 @@ def make_floor(
     meter_provider: MeterProvider,
     call: Callable[[], Any] = bare,
     facts: Callable[[Any], tuple[str, str, str, int, int]] = dict_facts,
+    *,
+    sum_tokens: bool = False,
 ) -> Callable[[], Any]:
-    tracer = tracer_provider.get_tracer("floor")
-    m = FloorInstruments(meter_provider)
+    """The floor; ``sum_tokens`` gives it the kit's one trick: token totals summed in process
+    (read at export by observable counters) instead of two SDK counter measurements per call."""
+    scope = "floor-sums" if sum_tokens else "floor"
+    tracer = tracer_provider.get_tracer(scope)
+    m = FloorInstruments(meter_provider, scope)
+    sums: dict[tuple[tuple[str, str], ...], list[int]] | None = {} if sum_tokens else None
+    key = tuple(sorted(METRIC_ATTRS.items()))  # one series, looked up per call as the kit does
+    lock = threading.Lock()
 
     def floor() -> Any:
         span = tracer.start_span("chat gpt-4o-mini", kind=SpanKind.CLIENT, attributes=START_ATTRS)
@@ -119,49 +127,14 @@ def make_floor(
         })
         span.end()
         m.duration.record(elapsed, METRIC_ATTRS, ctx)  # exemplars carry the trace id, as ours do
-        m.tokens_in.add(prompt, METRIC_ATTRS, ctx)
-        m.tokens_out.add(completion, METRIC_ATTRS, ctx)
-        m.token_usage.record(prompt, INPUT_ATTRS, ctx)
-        m.token_usage.record(completion, OUTPUT_ATTRS, ctx)
-        m.cost.record(call_cost, METRIC_ATTRS, ctx)
-        m.utilization.record(prompt / 128_000, METRIC_ATTRS, ctx)
-        return response
-
-    return floor
-
-
-def make_summing_floor(tracer_provider: TracerProvider, meter_provider: MeterProvider) -> Callable[[], Any]:
-    """The floor with the kit's one trick: token totals summed in process (read at export
-    by observable counters) instead of two SDK counter measurements per call."""
-    tracer = tracer_provider.get_tracer("floor-sums")
-    m = FloorInstruments(meter_provider, "floor-sums")
-    sums: dict[tuple[tuple[str, str], ...], list[int]] = {}
-    lock = threading.Lock()
-    key = tuple(sorted(METRIC_ATTRS.items()))
-
-    def floor() -> Any:
-        span = tracer.start_span("chat gpt-4o-mini", kind=SpanKind.CLIENT, attributes=START_ATTRS)
-        ctx = trace.set_span_in_context(span)
-        token = otel_context.attach(ctx)
-        start = time.perf_counter()
-        try:
-            response = bare()
-        finally:
-            otel_context.detach(token)
-        elapsed = time.perf_counter() - start
-        model, response_id, finish_reason, prompt, completion = dict_facts(response)
-        call_cost = prompt * PRICE_IN + completion * PRICE_OUT
-        span.set_attributes({
-            n.GEN_AI_RESPONSE_MODEL: model, n.GEN_AI_RESPONSE_ID: response_id,
-            n.GEN_AI_RESPONSE_FINISH_REASONS: [finish_reason],
-            n.GEN_AI_USAGE_INPUT_TOKENS: prompt, n.GEN_AI_USAGE_OUTPUT_TOKENS: completion, n.LLM_COST_USD: call_cost,
-        })
-        span.end()
-        m.duration.record(elapsed, METRIC_ATTRS, ctx)
-        with lock:
-            totals = sums.setdefault(key, [0, 0])
-            totals[0] += prompt
-            totals[1] += completion
+        if sums is None:
+            m.tokens_in.add(prompt, METRIC_ATTRS, ctx)
+            m.tokens_out.add(completion, METRIC_ATTRS, ctx)
+        else:
+            with lock:
+                totals = sums.setdefault(key, [0, 0])
+                totals[0] += prompt
+                totals[1] += completion
         m.token_usage.record(prompt, INPUT_ATTRS, ctx)
         m.token_usage.record(completion, OUTPUT_ATTRS, ctx)
         m.cost.record(call_cost, METRIC_ATTRS, ctx)
@@ -179,7 +152,7 @@ def measure_processors(calls: int, repeat: int) -> list[tuple[str, dict[str, flo
         kit_tp, kit_mp = sdk_providers(processor)
         llm_otel.configure(tracer_provider=kit_tp, meter_provider=kit_mp, set_global=False)
         traced = llm_otel.traced_llm(provider="openai", model="gpt-4o-mini")(bare)
-        summing = make_summing_floor(floor_tp, floor_mp)
+        summing = make_floor(floor_tp, floor_mp, sum_tokens=True)
         results.append((processor, interleaved(
             {"bare": bare, "floor": floor, "summing floor": summing, "traced_llm": traced}, calls, repeat)))
         llm_otel.shutdown()

@@ -570,14 +570,15 @@ def _shared_spec(
 ) -> CallSpec:
     """Callback integrations start each call afresh; calls that look alike share one spec, and
     with it the per-site caches (span start attributes, metric series) a decorated site has."""
+    key: tuple[Any, ...] | None
     try:
         key = (operation, provider, model, task_type, prompt_name, prompt_version,
                tuple(sorted(labels.items())) if labels else ())
         spec = _SHARED_SPECS.get(key)
     except TypeError:  # an unhashable or unorderable label: nothing to share
-        return CallSpec(operation, provider, model, task_type, prompt_name, prompt_version, None, dict(labels or {}))
+        key, spec = None, None
     if spec is None:
         spec = CallSpec(operation, provider, model, task_type, prompt_name, prompt_version, None, dict(labels or {}))
-        if len(_SHARED_SPECS) < _SHARED_SPECS_MAX:
+        if key is not None and len(_SHARED_SPECS) < _SHARED_SPECS_MAX:
             _SHARED_SPECS[key] = spec
     return spec
