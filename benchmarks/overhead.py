@@ -98,10 +98,13 @@ def make_floor(
     facts: Callable[[Any], tuple[str, str, str, int, int]] = dict_facts,
     *,
     sum_tokens: bool = False,
+    product_metrics: bool = True,
 ) -> Callable[[], Any]:
     """The floor; ``sum_tokens`` gives it the kit's one trick: token totals summed in process
-    (read at export by observable counters) instead of two SDK counter measurements per call."""
-    scope = "floor-sums" if sum_tokens else "floor"
+    (read at export by observable counters) instead of two SDK counter measurements per call.
+    Without ``product_metrics`` it records only the GenAI semantic conventions' client metrics
+    (duration and token usage, three measurements): no token counters, cost or context utilisation."""
+    scope = "floor-sums" if sum_tokens else "floor" if product_metrics else "floor-semconv"
     tracer = tracer_provider.get_tracer(scope)
     m = FloorInstruments(meter_provider, scope)
     sums: dict[tuple[tuple[str, str], ...], list[int]] | None = {} if sum_tokens else None
@@ -119,12 +122,21 @@ def make_floor(
             otel_context.detach(token)
         elapsed = time.perf_counter() - start
         model, response_id, finish_reason, prompt, completion = facts(response)
-        call_cost = prompt * PRICE_IN + completion * PRICE_OUT
-        span.set_attributes({
+        response_attributes: dict[str, Any] = {
             n.GEN_AI_RESPONSE_MODEL: model, n.GEN_AI_RESPONSE_ID: response_id,
             n.GEN_AI_RESPONSE_FINISH_REASONS: [finish_reason],
-            n.GEN_AI_USAGE_INPUT_TOKENS: prompt, n.GEN_AI_USAGE_OUTPUT_TOKENS: completion, n.LLM_COST_USD: call_cost,
-        })
+            n.GEN_AI_USAGE_INPUT_TOKENS: prompt, n.GEN_AI_USAGE_OUTPUT_TOKENS: completion,
+        }
+        if not product_metrics:
+            span.set_attributes(response_attributes)
+            span.end()
+            m.duration.record(elapsed, METRIC_ATTRS, ctx)
+            m.token_usage.record(prompt, INPUT_ATTRS, ctx)
+            m.token_usage.record(completion, OUTPUT_ATTRS, ctx)
+            return response
+        call_cost = prompt * PRICE_IN + completion * PRICE_OUT
+        response_attributes[n.LLM_COST_USD] = call_cost
+        span.set_attributes(response_attributes)
         span.end()
         m.duration.record(elapsed, METRIC_ATTRS, ctx)  # exemplars carry the trace id, as ours do
         if sums is None:
@@ -202,8 +214,36 @@ def measure_off(calls: int, repeat: int) -> dict[str, float]:
     return best
 
 
+def measure_sdk_measurement(calls: int, repeat: int) -> dict[str, float]:
+    """What one SDK measurement costs, with the kit's four labels and the span as exemplar context:
+    the unit every instrumentation's metric cost is made of."""
+    tracer_provider, meter_provider = sdk_providers("simple")
+    m = FloorInstruments(meter_provider, "unit")
+    span = tracer_provider.get_tracer("unit").start_span("chat gpt-4o-mini")
+    ctx = trace.set_span_in_context(span)
+
+    def nothing() -> None:
+        return None
+
+    def histogram() -> None:
+        m.cost.record(0.001, METRIC_ATTRS, ctx)
+
+    def counter() -> None:
+        m.tokens_in.add(120, METRIC_ATTRS, ctx)
+
+    best = interleaved({"bare": nothing, "histogram": histogram, "counter": counter}, calls, repeat)
+    span.end()
+    for provider in (tracer_provider, meter_provider):
+        provider.shutdown()
+    return best
+
+
 def rows(calls: int, repeat: int) -> list[Row]:
     out = []
+    unit = measure_sdk_measurement(calls, repeat)
+    for kind in ("histogram", "counter"):
+        out.append(Row("sdk", f"one {kind} measurement, 4 labels", fmt_us(unit[kind] - unit["bare"]), "", "", "",
+                       "raw SDK, span context for exemplars; the kit makes 5 per call, openai-v2 3"))
     for processor, best in measure_processors(calls, repeat):
         ours = best["traced_llm"] - best["bare"]
         floor = best["floor"] - best["bare"]

@@ -11,9 +11,10 @@ Peers, each measured only when installed (see docs/performance.md for the
 
 Every peer runs in a fresh interpreter (instrumentors patch the client class
 for the whole process). In that process the same client call is timed bare,
-wrapped in ``@traced_llm``, wrapped in the hand-written floor of
-``overhead.py`` (raw SDK, our signals), and with the peer instrumenting the
-client. Ours and the floor are timed first, round by round with the bare
+wrapped in ``@traced_llm``, wrapped in two hand-written floors from
+``overhead.py`` (raw SDK: our signals with token sums in process, and the GenAI
+conventions' three client measurements only), and with the peer instrumenting
+the client. Ours and the floor are timed first, round by round with the bare
 call. A peer that can be switched off cleanly (``uninstrument()`` leaves the
 bare call as fast as before) then takes turns with the bare call, switched on
 only for its own; one that cannot (openlit, or one whose ``uninstrument()``
@@ -138,10 +139,14 @@ def child(peer: str, processor: str, calls: int, repeat: int, switching: bool = 
 
     llm_otel.configure(tracer_provider=tracer_provider, meter_provider=meter_provider, set_global=False)
     ours = llm_otel.traced_llm(provider="openai")(ask)
-    floor = make_floor(tracer_provider, meter_provider, ask, sdk_facts)
+    # the raw-SDK floors: our signals (tokens summed in process, as the kit does), and the GenAI
+    # conventions' three client measurements (what openai-v2 records)
+    floor = make_floor(tracer_provider, meter_provider, ask, sdk_facts, sum_tokens=True)
+    semconv_floor = make_floor(tracer_provider, meter_provider, ask, sdk_facts, product_metrics=False)
     result: dict[str, Any] = {"peer": peer, "processor": processor}
-    # ours and the floor first, before the peer has touched the process
-    result.update(interleaved({"bare": ask, "ours": ours, "floor": floor}, calls, repeat))
+    # ours and the floors first, before the peer has touched the process
+    result.update(interleaved({"bare": ask, "ours": ours, "floor": floor, "semconv floor": semconv_floor},
+                              calls, repeat))
     result["ours_spans"] = sorted(name for scope, name in names.names if scope == "llm_otel")
     off = _instrument(peer, tracer_provider, meter_provider)
     on = _reinstrument(peer, tracer_provider, meter_provider)
@@ -156,7 +161,8 @@ def child(peer: str, processor: str, calls: int, repeat: int, switching: bool = 
         turns = {"bare": result["bare"], "peer": interleaved({"peer": ask}, calls, repeat)["peer"]}
         result["rounds"] = "peer last"
     result["peer_overhead"] = turns["peer"] - turns["bare"]
-    result["peer_spans"] = sorted(name for scope, name in names.names if scope not in ("llm_otel", "floor"))
+    result["peer_spans"] = sorted(name for scope, name in names.names
+                                  if scope != "llm_otel" and not scope.startswith("floor"))
     llm_otel.shutdown()
     return result
 
@@ -253,10 +259,18 @@ def rows(calls: int, repeat: int, pythons: list[str] | None = None) -> list[Any]
                 f"ours is {ours / theirs:.2f}x of it", "ours below", "ok" if ours < theirs else "MISSED",
                 f"bare client call {fmt_us(bare)}; peer emitted {emitted}; rounds {result['rounds']}",
             ))
+            semconv = result["semconv floor"] - bare
             out.append(Row(
-                "peers", f"  floor vs {peer}, {processor}", f"+{fmt_us(floor)}",
-                f"floor is {floor / theirs:.2f}x of it", "", "",
-                "raw SDK, our signals, nothing to read or price: the least those signals cost",
+                "peers", f"  raw-SDK floors, {processor}", f"+{fmt_us(floor)} vs +{fmt_us(semconv)}",
+                f"our floor is {floor / theirs:.2f}x of {peer}", "", "",
+                "our signals (span + 5 measurements, token sums) vs GenAI semconv's (span + 3 measurements)",
+            ))
+            theirs_own, ours_own = theirs - semconv, ours - floor
+            own_ratio = f"ours is {ours_own / theirs_own:.2f}x of it" if theirs_own > 0 else ""
+            out.append(Row(
+                "peers", f"  own work beyond the floor, {processor}", f"+{fmt_us(theirs_own)} vs "
+                f"+{fmt_us(ours_own)}", own_ratio, "", "",
+                f"{peer} over the semconv floor (a peer recording more shows more) vs ours over our floor",
             ))
     return out
 
