@@ -14,7 +14,7 @@ for the whole process). In that process the same client call is timed bare,
 wrapped in ``@traced_llm``, wrapped in two hand-written floors from
 ``overhead.py`` (raw SDK: our signals with token sums in process, and the GenAI
 conventions' three client measurements only), and with the peer instrumenting
-the client. Ours and the floor are timed first, round by round with the bare
+the client. Ours and the floors are timed first, round by round with the bare
 call. A peer that can be switched off cleanly (``uninstrument()`` leaves the
 bare call as fast as before) then takes turns with the bare call, switched on
 only for its own; one that cannot (openlit, or one whose ``uninstrument()``
@@ -261,9 +261,9 @@ def rows(calls: int, repeat: int, pythons: list[str] | None = None) -> list[Any]
             ))
             semconv = result["semconv floor"] - bare
             out.append(Row(
-                "peers", f"  raw-SDK floors, {processor}", f"+{fmt_us(floor)} vs +{fmt_us(semconv)}",
+                "peers", f"  raw-SDK floors, {processor}", f"+{fmt_us(semconv)} vs +{fmt_us(floor)}",
                 f"our floor is {floor / theirs:.2f}x of {peer}", "", "",
-                "our signals (span + 5 measurements, token sums) vs GenAI semconv's (span + 3 measurements)",
+                "GenAI semconv's signals (span + 3 measurements) vs ours (span + 5 measurements, token sums)",
             ))
             theirs_own, ours_own = theirs - semconv, ours - floor
             own_ratio = f"ours is {ours_own / theirs_own:.2f}x of it" if theirs_own > 0 else ""
