@@ -127,18 +127,16 @@ def make_floor(
             n.GEN_AI_RESPONSE_FINISH_REASONS: [finish_reason],
             n.GEN_AI_USAGE_INPUT_TOKENS: prompt, n.GEN_AI_USAGE_OUTPUT_TOKENS: completion,
         }
-        if not product_metrics:
-            span.set_attributes(response_attributes)
-            span.end()
-            m.duration.record(elapsed, METRIC_ATTRS, ctx)
-            m.token_usage.record(prompt, INPUT_ATTRS, ctx)
-            m.token_usage.record(completion, OUTPUT_ATTRS, ctx)
-            return response
         call_cost = prompt * PRICE_IN + completion * PRICE_OUT
-        response_attributes[n.LLM_COST_USD] = call_cost
+        if product_metrics:
+            response_attributes[n.LLM_COST_USD] = call_cost
         span.set_attributes(response_attributes)
         span.end()
         m.duration.record(elapsed, METRIC_ATTRS, ctx)  # exemplars carry the trace id, as ours do
+        m.token_usage.record(prompt, INPUT_ATTRS, ctx)
+        m.token_usage.record(completion, OUTPUT_ATTRS, ctx)
+        if not product_metrics:
+            return response
         if sums is None:
             m.tokens_in.add(prompt, METRIC_ATTRS, ctx)
             m.tokens_out.add(completion, METRIC_ATTRS, ctx)
@@ -147,8 +145,6 @@ def make_floor(
                 totals = sums.setdefault(key, [0, 0])
                 totals[0] += prompt
                 totals[1] += completion
-        m.token_usage.record(prompt, INPUT_ATTRS, ctx)
-        m.token_usage.record(completion, OUTPUT_ATTRS, ctx)
         m.cost.record(call_cost, METRIC_ATTRS, ctx)
         m.utilization.record(prompt / 128_000, METRIC_ATTRS, ctx)
         return response
