@@ -12,10 +12,10 @@ from collections.abc import Mapping, Sequence, Sized
 from dataclasses import dataclass, field
 from typing import Any
 
-from llm_otel import _names as n
-from llm_otel._call import LLMCall
+from llm_otel.adapter import LLMCall
+from llm_otel.adapter import names as n
 
-# Short local names for the contract's keys (defined in llm_otel._names).
+# Short local names for the contract's keys (defined once in the core, published as adapter.names).
 GEN_AI_TOOL_NAME = n.GEN_AI_TOOL_NAME
 GEN_AI_TOOL_DESCRIPTION = n.GEN_AI_TOOL_DESCRIPTION
 GEN_AI_TOOL_TYPE = n.GEN_AI_TOOL_TYPE
@@ -232,7 +232,7 @@ def apply_llm_result(call: LLMCall, response: Any) -> list[str]:
             # The first candidate carries the usage; providers repeat it on every candidate (n > 1).
             call.set_response(message)
             read_message = True
-        elif message is None and call.telemetry.wants_text:
+        elif message is None and call.wants_text:
             generated = text(get(generation, "text"), 1_000_000)
             if generated:
                 call.add_output_text(generated)
@@ -245,20 +245,20 @@ def apply_llm_result(call: LLMCall, response: Any) -> list[str]:
 
     llm_output = get(response, "llm_output")
     if isinstance(llm_output, Mapping):
-        if not call.facts.usage.known:
+        if not call.usage_known:
             usage = llm_output.get("token_usage") or llm_output.get("usage")
             if isinstance(usage, Mapping) and usage:
                 call.set_usage(usage)
-        if call.facts.response_model is None:
+        if call.response_model is None:
             call.set_response_model(text(llm_output.get("model_name"), 256) or text(llm_output.get("model"), 256))
-        if call.facts.response_id is None:
+        if call.response_id is None:
             call.set_response_id(text(llm_output.get("id"), 256))
 
-    response_id = call.facts.response_id
+    response_id = call.response_id
     if response_id is not None and response_id.startswith(_SYNTHETIC_ID_PREFIX):
-        call.facts.response_id = None
+        call.discard_response_id()
     if not call.provider:
-        call.set_provider(map_provider(call.facts.provider))
+        call.set_provider(map_provider(call.response_provider))
     return problems
 
 

@@ -22,19 +22,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry.context import Context
-from opentelemetry.trace import Span, Status, StatusCode
+from opentelemetry.trace import Span
 
-from llm_otel import _names as n
-from llm_otel._call import LLMCall
-from llm_otel._errors import error_type_of, is_rate_limit
+from llm_otel import adapter
+from llm_otel.adapter import CLOSED_EARLY, LLMCall
 
 # How many ended runs are remembered so late children and late end events still find their trace.
 _RECENT_LIMIT = 1024
 _SWEEP_INTERVAL_S = 1.0
 # error.type of runs that never reported their end and were ended by the handler.
 ABANDONED_ERROR_TYPE = "abandoned"
-# llm.stream.outcome of runs whose consumer stopped reading early (LangChain reports GeneratorExit).
-CLOSED_EARLY = "closed_early"
 
 
 @dataclass(eq=False)
@@ -174,10 +171,12 @@ def close_run(run: Run, error: BaseException | str | None, extra: Mapping[str, A
     if span is None:
         return
     try:
-        if span.is_recording():
-            if extra:
-                span.set_attributes(extra)
-            _mark_outcome(span, error)
+        if span.is_recording() and extra:
+            span.set_attributes(extra)
+        if isinstance(error, GeneratorExit):  # the consumer stopped reading a stream: not a failure
+            adapter.mark_closed_early(span)
+        elif error is not None:
+            adapter.fail_span(span, error)
     finally:
         span.end()
 
@@ -186,39 +185,16 @@ def _close_call(call: LLMCall, error: BaseException | str | None) -> None:
     if error is None:
         call.end()
     elif isinstance(error, GeneratorExit):
-        if call.span.is_recording():
-            call.span.set_attribute(n.LLM_STREAM_OUTCOME, CLOSED_EARLY)
-        call.end()
-    elif isinstance(error, BaseException) and _describe(error) is None:
-        call.fail(_error_type(error))  # an exception that cannot be printed is recorded by its type
+        call.end(outcome=CLOSED_EARLY)
+    elif isinstance(error, BaseException) and _unprintable(error):
+        call.fail(adapter.error_type(error))  # an exception that cannot be printed is recorded by its type
     else:
         call.fail(error)
 
 
-def _error_type(error: BaseException) -> str:
-    """As the core names it, so a rate limit has the same error.type on the model and chain spans."""
-    return n.RATE_LIMIT_ERROR_TYPE if is_rate_limit(error) else error_type_of(error)
-
-
-def _describe(error: BaseException) -> str | None:
+def _unprintable(error: BaseException) -> bool:
     try:
-        return str(error)
+        str(error)
     except Exception:
-        return None
-
-
-def _mark_outcome(span: Span, error: BaseException | str | None) -> None:
-    if error is None:
-        return
-    if isinstance(error, GeneratorExit):  # the consumer stopped reading a stream: not a failure
-        span.set_attribute(n.LLM_STREAM_OUTCOME, CLOSED_EARLY)
-        return
-    if isinstance(error, str):
-        error_type = description = error
-    else:
-        error_type = _error_type(error)
-        description = _describe(error) or error_type
-    span.set_attribute(n.ERROR_TYPE, error_type)
-    span.set_status(Status(StatusCode.ERROR, description[:500]))
-    if isinstance(error, BaseException) and _describe(error) is not None:
-        span.record_exception(error, escaped=True)
+        return True
+    return False

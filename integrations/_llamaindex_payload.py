@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from llm_otel import LLMCall
-from llm_otel import _names as n
+from llm_otel.adapter import LLMCall
+from llm_otel.adapter import names as n
 
 # LlamaIndex integration package (``llama_index.llms.<pkg>`` / ``llama_index.embeddings.<pkg>``)
 # -> ``gen_ai.provider.name`` as the GenAI semantic conventions spell it.
@@ -158,11 +158,11 @@ def apply_response(call: LLMCall, response: Any, *, with_text: bool = True) -> N
     raw = get(response, "raw")
     if raw is not None:
         call.set_response(raw)
-    if not call.facts.usage.known:
+    if not call.usage_known:
         usage = usage_from_kwargs(response)
         if usage is not None:
             call.set_usage(usage)
-    if with_text and call.telemetry.wants_text and not call.facts.output_text:
+    if with_text and call.wants_text and not call.has_output_text:
         found = response_text(response)
         if found is not None:
             call.add_output_text(found)

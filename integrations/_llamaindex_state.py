@@ -25,13 +25,12 @@ from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import Span, SpanKind
 
 import llm_otel
-from llm_otel import LLMCall
-from llm_otel import _names as n
-from llm_otel._errors import error_type_of
-from llm_otel._log import internal_error, log_once
+from llm_otel import adapter
+from llm_otel.adapter import CLOSED_EARLY, LLMCall, fail_span, internal_error, log_once
+from llm_otel.adapter import names as n
 
 from . import _llamaindex_payload as payload
 
@@ -70,12 +69,7 @@ class _CallEntry:
 
 
 def count_unknown(reason: str) -> None:
-    try:
-        telemetry = llm_otel.current()
-        if telemetry.enabled:
-            telemetry.recorder.count_unknown_input(SOURCE, reason)
-    except Exception as exc:
-        internal_error("llamaindex.count_unknown", exc)
+    adapter.count_unknown_input(SOURCE, reason)
 
 
 def _attach(node: _Node, ctx: otel_context.Context) -> None:
@@ -97,26 +91,6 @@ def _detach(node: _Node) -> None:
             )
 
 
-def _error_type(err: BaseException | str | None) -> str:
-    if isinstance(err, BaseException):
-        return error_type_of(err)
-    return err or n.UNKNOWN_VALUE
-
-
-def _fail_span(span: Span, err: BaseException | str | None) -> None:
-    if not span.is_recording():
-        return
-    span.set_attribute(n.ERROR_TYPE, _error_type(err))
-    description = str(err) if err is not None else n.UNKNOWN_VALUE
-    span.set_status(Status(StatusCode.ERROR, description[:500]))
-    if isinstance(err, BaseException):
-        span.record_exception(err, escaped=True)
-
-
-def _close_early(call: LLMCall) -> None:
-    if call.span.is_recording():
-        call.span.set_attribute(n.LLM_STREAM_OUTCOME, "closed_early")
-    call.end()
 
 
 def _iterate_in(gen: Iterator[Any], ctx: otel_context.Context) -> Iterator[Any]:
@@ -250,7 +224,7 @@ class Tracker:
             if node is not None:
                 _detach(node)
             if node is not None and node.span is not None:
-                _fail_span(node.span, err)
+                fail_span(node.span, err)
         finally:
             if entry is not None and not entry.nested:
                 entry.call.fail(error)
@@ -280,7 +254,7 @@ class Tracker:
                 del self._calls[span_id]
                 self._streams.pop(span_id, None)
             if not entry.nested and not entry.call.ended:
-                _close_early(entry.call)
+                entry.call.end(outcome=CLOSED_EARLY)
         except Exception as exc:
             internal_error("llamaindex.abandon", exc)
 
@@ -351,7 +325,7 @@ class Tracker:
         if entry is None or entry.nested or entry.call.ended:
             return
         if isinstance(exc, GeneratorExit):
-            _close_early(entry.call)
+            entry.call.end(outcome=CLOSED_EARLY)
         else:
             entry.call.fail(exc if isinstance(exc, BaseException) else n.UNKNOWN_VALUE)
 
@@ -418,5 +392,5 @@ class Tracker:
             if node.call is not None and not node.call.ended:
                 node.call.fail(reason)
             if node.span is not None:
-                _fail_span(node.span, reason)
+                fail_span(node.span, reason)
                 node.span.end()

@@ -35,10 +35,9 @@ from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, S
 from opentelemetry.trace.span import TraceState
 
 import llm_otel
-from llm_otel import _names as n
-from llm_otel._errors import error_type_of
-from llm_otel._log import internal_error, log_once, never_raises
-from llm_otel._runtime import Telemetry
+from llm_otel import adapter
+from llm_otel.adapter import Telemetry, internal_error, log_once, never_raises, rollup_attributes
+from llm_otel.adapter import names as n
 
 # --- limits (W3C Trace Context / Baggage) ----------------------------------
 TRACEPARENT_MAX_CHARS = 512
@@ -265,7 +264,7 @@ def labels_from_baggage(entries: Mapping[str, str], allowed: Iterable[str], prob
 
 def report_problems(telemetry: Telemetry, problems: Iterable[str]) -> None:
     for reason in dict.fromkeys(problems):
-        telemetry.recorder.count_unknown_input(HEADER_SOURCE, reason)
+        adapter.count_unknown_input(HEADER_SOURCE, reason)
         log_once(
             f"http-headers:{reason}",
             "llm-otel: ignored part of an incoming trace header (%s); the request is traced without it. "
@@ -449,7 +448,7 @@ class ServerRequest:
             span.update_name(f"{self._name} {self._route}")
             span.set_attribute(http_attributes.HTTP_ROUTE, self._route)
         if self._exception is not None:
-            span.set_attribute(n.ERROR_TYPE, error_type_of(self._exception))
+            span.set_attribute(n.ERROR_TYPE, adapter.error_type(self._exception))
         elif self.server_error:
             span.set_attribute(n.ERROR_TYPE, str(self._status_code))
             span.set_status(Status(StatusCode.ERROR))
@@ -463,20 +462,3 @@ class ServerRequest:
         self._ended = True
         self.span.end()
 
-
-def rollup_attributes(rollup: llm_otel.RequestRollup) -> dict[str, int | float]:
-    """Span attributes for the LLM calls of one request.
-
-    The cost total is left out when any call was unpriced: a partial sum would
-    read as the request's cost, and an unknown price is not $0; the unpriced
-    count says why it is missing.
-    """
-    attributes: dict[str, int | float] = {n.LLM_ROLLUP_CALLS: rollup.calls}
-    if rollup.calls:
-        attributes[n.LLM_ROLLUP_INPUT_TOKENS] = rollup.input_tokens
-        attributes[n.LLM_ROLLUP_OUTPUT_TOKENS] = rollup.output_tokens
-        attributes[n.LLM_ROLLUP_ERRORS] = rollup.errors
-        attributes[n.LLM_ROLLUP_UNPRICED] = rollup.unpriced
-        if not rollup.unpriced:
-            attributes[n.LLM_ROLLUP_COST_USD] = rollup.cost_usd
-    return attributes

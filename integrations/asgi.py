@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
 import llm_otel
-from llm_otel._log import internal_error
+from llm_otel.adapter import internal_error
 
 from ._web import IncomingHeaders, RequestInfo, ServerRequest, WebOptions, begin_request
 

@@ -27,7 +27,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without Django i
     ) from exc
 
 import llm_otel
-from llm_otel._log import internal_error, log_once
+from llm_otel.adapter import internal_error, log_once
 
 from ._web import IncomingHeaders, RequestInfo, ServerRequest, WebOptions, begin_request
 

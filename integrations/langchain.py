@@ -39,10 +39,9 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         "llm_otel.integrations.langchain needs langchain-core; install it with: pip install 'llm-otel[langchain]'"
     ) from exc
 
-from llm_otel import _names as n
-from llm_otel._call import start_call
-from llm_otel._log import internal_error, log_once, never_raises
-from llm_otel._runtime import Telemetry, current
+from llm_otel import adapter
+from llm_otel.adapter import Telemetry, current, internal_error, log_once, never_raises, start_call
+from llm_otel.adapter import names as n
 from llm_otel.integrations._langchain_payload import (
     GEN_AI_AGENT_NAME,
     GEN_AI_RETRIEVAL_QUERY_TEXT,
@@ -257,7 +256,7 @@ class LLMOtelCallbackHandler(BaseCallbackHandler):
             return
         if run.call is not None:
             for reason in apply_llm_result(run.call, response):
-                self._unknown(run.call.telemetry, reason)
+                self._unknown(reason)
         close_run(run, None)
 
     @never_raises("langchain.on_llm_error")
@@ -376,7 +375,7 @@ class LLMOtelCallbackHandler(BaseCallbackHandler):
             return None
         key = _key(run_id)
         if key is None:
-            self._unknown(telemetry, "run_id_missing")
+            self._unknown("run_id_missing")
             return None
         now = time.monotonic()
         if self._runs.due_for_sweep(now):
@@ -416,13 +415,13 @@ class LLMOtelCallbackHandler(BaseCallbackHandler):
             return
         key, parent, root, telemetry = begun
         if not isinstance(serialized, Mapping):
-            self._unknown(telemetry, "serialized_missing")
+            self._unknown("serialized_missing")
         params = kwargs.get("invocation_params")
         if not isinstance(params, Mapping):
-            self._unknown(telemetry, "invocation_params_missing")
+            self._unknown("invocation_params_missing")
         request = model_request(serialized, params, metadata)
         if request.model is None:
-            self._unknown(telemetry, "model_missing")
+            self._unknown("model_missing")
         call = start_call(
             provider=request.provider,
             model=request.model,
@@ -449,15 +448,13 @@ class LLMOtelCallbackHandler(BaseCallbackHandler):
         key = _key(run_id)
         run, ended_recently = self._runs.pop(key)
         if run is None and not ended_recently:
-            telemetry = current()
-            if telemetry.enabled:
-                self._unknown(telemetry, "run_id_missing" if key is None else "run_unknown")
+            self._unknown("run_id_missing" if key is None else "run_unknown")
         return run
 
     def _error(self, error: Any) -> BaseException | str:
         if isinstance(error, BaseException):
             return error
-        self._unknown(current(), "error_missing")
+        self._unknown("error_missing")
         return n.UNKNOWN_VALUE
 
     def _abandon(self, runs: list[Run]) -> None:
@@ -475,8 +472,9 @@ class LLMOtelCallbackHandler(BaseCallbackHandler):
                 internal_error("langchain.abandon", exc)
 
     @staticmethod
-    def _unknown(telemetry: Telemetry, reason: str) -> None:
-        telemetry.recorder.count_unknown_input(SOURCE, reason)
+    def _unknown(reason: str) -> None:
+        if not adapter.count_unknown_input(SOURCE, reason):
+            return
         log_once(
             f"langchain:{reason}",
             "llm-otel: LangChain callback payload problem %r; recorded as unknown "

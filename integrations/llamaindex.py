@@ -60,7 +60,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         "llm_otel.integrations.llamaindex needs LlamaIndex: pip install 'llm-otel[llamaindex]'"
     ) from exc
 
-from llm_otel._log import internal_error
+from llm_otel.adapter import internal_error
 
 from ._llamaindex_payload import get
 from ._llamaindex_state import Tracker, count_unknown

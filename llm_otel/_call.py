@@ -22,7 +22,8 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from llm_otel import _names as n
 from llm_otel._content import input_messages_json, output_messages_json
 from llm_otel._context import ambient_labels, current_call, request_rollup
-from llm_otel._errors import error_type_of, is_rate_limit
+from llm_otel._errors import describe
+from llm_otel._errors import error_type as classify_error
 from llm_otel._extract import ResponseFacts, facts_from, uneventful_chunk, usage_from_mapping
 from llm_otel._log import internal_error, log_once
 from llm_otel._metrics import Recorder, Series
@@ -259,6 +260,42 @@ class LLMCall:
         if self.telemetry.wants_text and isinstance(text, str):
             self.facts.output_text.append(text)
 
+    # -- what adapters read back -----------------------------------------
+    @property
+    def wants_text(self) -> bool:
+        """Whether completion text and input messages are worth gathering (content capture or an evaluator)."""
+        return self.telemetry.wants_text
+
+    @property
+    def usage(self) -> TokenUsage:
+        return self.facts.usage
+
+    @property
+    def usage_known(self) -> bool:
+        """Some token count has been read (from the response, chunks or ``set_usage``)."""
+        return self.facts.usage.known
+
+    @property
+    def response_model(self) -> str | None:
+        return self.facts.response_model
+
+    @property
+    def response_id(self) -> str | None:
+        return self.facts.response_id
+
+    @property
+    def response_provider(self) -> str | None:
+        """The provider a response named (e.g. LangChain's ``ls_provider``), if any."""
+        return self.facts.provider
+
+    @property
+    def has_output_text(self) -> bool:
+        return bool(self.facts.output_text)
+
+    def discard_response_id(self) -> None:
+        """Forget a response id that identifies nothing (a framework's synthetic one)."""
+        self.facts.response_id = None
+
     # -- internals -------------------------------------------------------
     def _apply_usage_reader(self, response: Any) -> None:
         reader = self.spec.usage
@@ -334,16 +371,9 @@ class LLMCall:
         request_model = self.request_model or facts.response_model
         priced_model = facts.response_model or request_model
 
-        error_type = None
-        rate_limited = False
-        if error is not None:
-            error_type = error if isinstance(error, str) else error_type_of(error)
-            rate_limited = error_type == n.RATE_LIMIT_ERROR_TYPE or (
-                isinstance(error, BaseException) and is_rate_limit(error)
-            )
-            if rate_limited:
-                # one value across providers; the exception event on the span keeps the class
-                error_type = n.RATE_LIMIT_ERROR_TYPE
+        # a rate limit has one error.type across providers; the exception event on the span keeps the class
+        error_type = None if error is None else classify_error(error)
+        rate_limited = error_type == n.RATE_LIMIT_ERROR_TYPE
 
         series = self._series(telemetry.recorder, provider, request_model, error_type)
         bounded = series.attributes
@@ -498,10 +528,8 @@ class LLMCall:
 
 def _describe(error: BaseException) -> str:
     """``str(error)``, unless the exception's own ``__str__`` is broken."""
-    try:
-        return str(error)
-    except Exception:
-        return type(error).__name__
+    described = describe(error)
+    return type(error).__name__ if described is None else described
 
 
 @contextmanager

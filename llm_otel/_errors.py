@@ -1,8 +1,13 @@
-"""Low-cardinality names for exceptions, and rate-limit detection without importing SDKs."""
+"""Failures as telemetry: low-cardinality error types (rate limits folded, no SDK imports) and
+failed spans."""
 
 from __future__ import annotations
 
 from typing import Any
+
+from opentelemetry.trace import Span, Status, StatusCode
+
+from llm_otel import _names as n
 
 
 def error_type_of(exc: BaseException) -> str:
@@ -30,3 +35,44 @@ def is_rate_limit(exc: BaseException) -> bool:
         return False
     name = type(exc).__name__.lower()
     return "ratelimit" in name or "rate_limit" in name or "toomanyrequests" in name
+
+
+def error_type(error: BaseException | str | None) -> str:
+    """The ``error.type`` of a failure: one value for rate limits across providers, else the class.
+
+    A string is an ``error.type`` already (callbacks that report no exception); ``None`` is unknown.
+    """
+    if isinstance(error, BaseException):
+        return n.RATE_LIMIT_ERROR_TYPE if is_rate_limit(error) else error_type_of(error)
+    return error or n.UNKNOWN_VALUE
+
+
+def describe(error: BaseException) -> str | None:
+    """``str(error)``, or None when the exception's own ``__str__`` is broken."""
+    try:
+        return str(error)
+    except Exception:
+        return None
+
+
+def fail_span(span: Span, error: BaseException | str | None) -> None:
+    """Mark a span that is not an LLM call (chain, tool, retriever, query) as failed.
+
+    Sets ``error.type`` as ``error_type`` names it (so a rate limit reads the same on the model
+    span and on the chain around it), an ERROR status, and the exception event when it can be
+    printed. The caller ends the span.
+    """
+    if not span.is_recording():
+        return
+    kind = error_type(error)
+    described = describe(error) if isinstance(error, BaseException) else error
+    span.set_attribute(n.ERROR_TYPE, kind)
+    span.set_status(Status(StatusCode.ERROR, (described or kind)[:500]))
+    if isinstance(error, BaseException) and described is not None:
+        span.record_exception(error, escaped=True)
+
+
+def mark_closed_early(span: Span) -> None:
+    """The consumer stopped reading a stream: an outcome, not a failure."""
+    if span.is_recording():
+        span.set_attribute(n.LLM_STREAM_OUTCOME, n.STREAM_CLOSED_EARLY)

@@ -38,6 +38,7 @@ def forget_logged_causes() -> None:
 
 
 def internal_error(where: str, exc: BaseException) -> None:
+    """Log the kit's own failure once per place and exception class; the caller then carries on."""
     log_once(
         f"internal:{where}:{type(exc).__name__}",
         "llm-otel: internal error in %s (%s: %s); instrumentation continues, the application is unaffected",

@@ -86,6 +86,7 @@ ROUTE_SPAN_NAME = "llm.route"
 OVERFLOW_VALUE = "_other"
 UNKNOWN_VALUE = "unknown"
 RATE_LIMIT_ERROR_TYPE = "rate_limited"
+STREAM_CLOSED_EARLY = "closed_early"  # llm.stream.outcome when the caller stopped reading
 
 # Attribute keys allowed on metrics (bounded by the cardinality guard).
 METRIC_ATTRIBUTE_KEYS: tuple[str, ...] = (

@@ -15,7 +15,7 @@ from typing_extensions import ParamSpec
 
 from llm_otel import _names as n
 from llm_otel._context import ambient_labels
-from llm_otel._errors import error_type_of
+from llm_otel._errors import error_type
 from llm_otel._log import internal_error
 from llm_otel._runtime import current
 
@@ -73,7 +73,7 @@ class route:
         tokens, self._tokens = self._tokens, None
         try:
             if exc is not None and self._span.is_recording():
-                self._span.set_attribute(n.ERROR_TYPE, error_type_of(exc))
+                self._span.set_attribute(n.ERROR_TYPE, error_type(exc))
                 self._span.set_status(Status(StatusCode.ERROR, str(exc)[:500]))
             self._span.end()
         except Exception as err:

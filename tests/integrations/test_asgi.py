@@ -27,7 +27,7 @@ from starlette.testclient import TestClient
 from starlette.websockets import WebSocket
 
 import llm_otel
-from llm_otel._errors import error_type_of
+from llm_otel.adapter import error_type as error_type_of
 from llm_otel.integrations import _web
 from llm_otel.integrations.asgi import LLMOtelMiddleware
 from llm_otel.testing import CapturedTelemetry, capture

@@ -14,7 +14,7 @@ from django.http import FileResponse, HttpRequest, HttpResponse
 from django.test import AsyncClient, Client, RequestFactory, override_settings
 from opentelemetry.trace import SpanKind, StatusCode
 
-from llm_otel._errors import error_type_of
+from llm_otel.adapter import error_type as error_type_of
 from llm_otel.integrations.django import LLMOtelMiddleware
 from llm_otel.testing import CapturedTelemetry
 

@@ -48,8 +48,8 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 import llm_otel
 from llm_otel import _names as n
-from llm_otel._errors import error_type_of
 from llm_otel._log import forget_logged_causes
+from llm_otel.adapter import error_type as error_type_of
 from llm_otel.integrations import llamaindex
 from llm_otel.testing import CapturedTelemetry, capture
 
@@ -430,6 +430,27 @@ def test_llm_exception_propagates_unchanged_and_every_span_records_it(
     assert (
         len(telemetry.spans()) == 6
     )  # POST /ask, query, retrieve, embeddings, synthesize, completion: all ended
+
+
+class RateLimitError(RuntimeError):
+    """Named like the provider SDKs' 429 errors."""
+
+
+def test_rate_limit_has_one_error_type_on_the_call_and_the_spans_around_it(
+    index: VectorStoreIndex, telemetry: CapturedTelemetry, handlers: llamaindex.Instrumentation
+) -> None:
+    boom = RateLimitError("slow down")
+    engine = index.as_query_engine(llm=PricedLLM(error=boom))
+
+    with pytest.raises(RateLimitError) as raised:
+        engine.query("What is the capital of France?")
+
+    assert raised.value is boom
+    for name in ("query", "synthesize", f"text_completion {MODEL}"):
+        span = telemetry.span(name)
+        assert attributes(span)[n.ERROR_TYPE] == n.RATE_LIMIT_ERROR_TYPE, name
+        assert [event.name for event in span.events] == ["exception"], name  # the event keeps the class
+    assert telemetry.counter(n.RATE_LIMITED.name) == 1
 
 
 def test_stream_that_fails_midway_fails_the_call(

@@ -1,0 +1,93 @@
+"""The surface every adapter builds on: framework handlers, web middleware, provider SDK instrumentors.
+
+An adapter translates its framework's events into one LLM call record and hands it to the core;
+it never creates a Meter or an instrument, never computes cost, and never imports a private
+``llm_otel._*`` module or writes into a call's internals. Everything it needs is here:
+
+>>> from llm_otel import adapter
+>>> call = adapter.start_call(provider="openai", model="gpt-4o", parent=parent_context)
+>>> call.set_response(response)                       # or add_chunk / set_usage / set_* setters
+>>> call.end()                                        # call.fail(exc), call.end(outcome="closed_early")
+>>> span = adapter.tracer().start_span("chain plan")  # spans that are not LLM calls
+>>> adapter.fail_span(span, exc); span.end()
+>>> adapter.count_unknown_input("my_framework", "run_id_missing")
+>>> span.set_attribute(adapter.names.GEN_AI_TOOL_NAME, "search")
+
+Read ``current()`` (or call ``tracer()``) at event time, never at construction, so a later
+``configure()`` takes effect everywhere at once. See docs/adapters.md.
+"""
+
+from __future__ import annotations
+
+from opentelemetry.trace import Tracer
+
+from llm_otel import _names as names
+from llm_otel._call import CallSpec, LLMCall, start_call
+from llm_otel._context import RequestRollup, labels, request_rollup
+from llm_otel._errors import error_type, fail_span, mark_closed_early
+from llm_otel._log import internal_error, log_once, never_raises
+from llm_otel._runtime import Telemetry, current
+
+__all__ = [
+    "CLOSED_EARLY",
+    "CallSpec",
+    "LLMCall",
+    "RequestRollup",
+    "Telemetry",
+    "count_unknown_input",
+    "current",
+    "error_type",
+    "fail_span",
+    "internal_error",
+    "labels",
+    "log_once",
+    "mark_closed_early",
+    "names",
+    "never_raises",
+    "request_rollup",
+    "rollup_attributes",
+    "start_call",
+    "tracer",
+]
+
+CLOSED_EARLY = names.STREAM_CLOSED_EARLY
+"""``call.end(outcome=CLOSED_EARLY)``: the consumer stopped reading a stream (not a failure)."""
+
+
+def tracer() -> Tracer:
+    """The tracer for spans that are not LLM calls: chains, agents, tools, retrievers, HTTP server spans."""
+    return current().tracer
+
+
+def count_unknown_input(source: str, reason: str) -> bool:
+    """Count one piece of bad or missing input (``llm_otel_input_unknown_total{source, reason}``).
+
+    ``source`` names the adapter (``"langchain"``), ``reason`` the problem (``"run_id_missing"``);
+    both must be bounded. Never raises; counts nothing while instrumentation is disabled and then
+    returns False (so the adapter's explaining log line can be skipped too).
+    """
+    try:
+        telemetry = current()
+        if telemetry.enabled:
+            telemetry.recorder.count_unknown_input(source, reason)
+            return True
+    except Exception as exc:
+        internal_error("adapter.count_unknown_input", exc)
+    return False
+
+
+def rollup_attributes(rollup: RequestRollup) -> dict[str, int | float]:
+    """Span attributes totalling the LLM calls of one request (a web middleware's server span).
+
+    The cost total is left out when any call was unpriced: a partial sum would read as the
+    request's cost, and an unknown price is not $0; the unpriced count says why it is missing.
+    """
+    attributes: dict[str, int | float] = {names.LLM_ROLLUP_CALLS: rollup.calls}
+    if rollup.calls:
+        attributes[names.LLM_ROLLUP_INPUT_TOKENS] = rollup.input_tokens
+        attributes[names.LLM_ROLLUP_OUTPUT_TOKENS] = rollup.output_tokens
+        attributes[names.LLM_ROLLUP_ERRORS] = rollup.errors
+        attributes[names.LLM_ROLLUP_UNPRICED] = rollup.unpriced
+        if not rollup.unpriced:
+            attributes[names.LLM_ROLLUP_COST_USD] = rollup.cost_usd
+    return attributes

@@ -1,0 +1,97 @@
+"""The dependency direction of docs/architecture.md, checked on the source (AST, nothing imported)."""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+INTEGRATIONS = ROOT / "integrations"
+
+# What an adapter may reach: the public package, the adapter surface, its sibling adapters.
+# Internals of a call (its facts, the recorder, the telemetry it was started with) are read through
+# the accessors of llm_otel.adapter, never touched directly.
+CALL_INTERNALS = frozenset({"facts", "recorder", "telemetry"})
+
+
+def imported_modules(path: Path, package: str | None = None) -> Iterator[tuple[int, str]]:
+    """(line, absolute module name) of every import; ``from x import y`` yields ``x.y`` as well as ``x``."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    package = _package_of(path) if package is None else package
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield node.lineno, alias.name
+        elif isinstance(node, ast.ImportFrom):
+            base = _resolve(node, package)
+            yield node.lineno, base
+            for alias in node.names:
+                yield node.lineno, f"{base}.{alias.name}"
+
+
+def _package_of(path: Path) -> str:
+    relative = path.relative_to(ROOT).with_suffix("")
+    parts = list(relative.parts[:-1])
+    if parts and parts[0] == "integrations":
+        parts = ["llm_otel", *parts]
+    return ".".join(parts)
+
+
+def _resolve(node: ast.ImportFrom, package: str) -> str:
+    if not node.level:
+        return node.module or ""
+    parts = package.split(".")
+    base = parts[: len(parts) - node.level + 1]
+    return ".".join([*base, node.module] if node.module else base)
+
+
+def adapter_import_violations(path: Path, package: str | None = None) -> list[str]:
+    found = []
+    for line, module in imported_modules(path, package):
+        parts = module.split(".")
+        if parts[0] != "llm_otel" or parts[:2] == ["llm_otel", "integrations"]:
+            continue
+        if any(part.startswith("_") for part in parts[1:]):
+            found.append(f"{path.name}:{line} imports {module}")
+    return found
+
+
+def call_internal_uses(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found = [
+        (node.lineno, node.attr)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute) and node.attr in CALL_INTERNALS
+        and not (isinstance(node.value, ast.Name) and node.value.id == "self")  # an adapter's own fields
+    ]
+    return [f"{path.name}:{line} uses .{attr}" for line, attr in sorted(found)]
+
+
+def test_integrations_use_only_the_public_surface() -> None:
+    files = sorted(INTEGRATIONS.glob("*.py"))
+    assert len(files) >= 9
+    assert [v for path in files for v in adapter_import_violations(path)] == []
+    assert [v for path in files for v in call_internal_uses(path)] == []
+
+
+def test_the_rule_catches_private_imports_and_internals(tmp_path: Path) -> None:
+    sample = tmp_path / "_rule_probe.py"
+    sample.write_text(
+        "from llm_otel import _names as n\n"
+        "from llm_otel._log import log_once\n"
+        "import llm_otel._call\n"
+        "from llm_otel.adapter import names\n"
+        "from . import _web\n"
+        "call.facts.response_id = None\n"
+        "telemetry = run.call.telemetry\n"
+        "self.telemetry = None\n",
+        encoding="utf-8",
+    )
+    assert adapter_import_violations(sample, "llm_otel.integrations") == [
+        "_rule_probe.py:1 imports llm_otel._names",
+        "_rule_probe.py:2 imports llm_otel._log",
+        "_rule_probe.py:2 imports llm_otel._log.log_once",
+        "_rule_probe.py:3 imports llm_otel._call",
+    ]
+    assert call_internal_uses(sample) == ["_rule_probe.py:6 uses .facts", "_rule_probe.py:7 uses .telemetry"]
