@@ -343,7 +343,7 @@ class Tracker:
             provider=(node.provider if node is not None else None)
             or payload.provider_from_class_name(model_dict),
             model=payload.model_of(model_dict, node.instance if node is not None else None),
-            operation="embeddings",
+            operation=n.OP_EMBEDDINGS,
             parent=parent,
         )
         current = trace.set_span_in_context(call.span, parent)

@@ -61,6 +61,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     ) from exc
 
 from llm_otel.adapter import internal_error
+from llm_otel.adapter import names as n
 
 from ._llamaindex_payload import get
 from ._llamaindex_state import Tracker, count_unknown
@@ -229,11 +230,11 @@ def _model_dict(event: Any) -> Any:
 
 
 def _chat_start(tracker: Tracker, event: Any) -> None:
-    tracker.llm_start(get(event, "span_id"), "chat", _model_dict(event), get(event, "messages"))
+    tracker.llm_start(get(event, "span_id"), n.OP_CHAT, _model_dict(event), get(event, "messages"))
 
 
 def _completion_start(tracker: Tracker, event: Any) -> None:
-    tracker.llm_start(get(event, "span_id"), "text_completion", _model_dict(event), get(event, "prompt"))
+    tracker.llm_start(get(event, "span_id"), n.OP_TEXT_COMPLETION, _model_dict(event), get(event, "prompt"))
 
 
 def _llm_chunk(tracker: Tracker, event: Any) -> None:

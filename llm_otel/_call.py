@@ -48,7 +48,7 @@ def _over_cap(bounded: Mapping[str, str], provider_key: str, response_key: str, 
 class CallSpec:
     """What is known before the call: fixed at decoration time, reused for every call."""
 
-    operation: str = "chat"
+    operation: str = n.OP_CHAT
     provider: str | None = None
     model: str | None = None
     task_type: str | None = None
@@ -381,7 +381,7 @@ class LLMCall:
         quote = None
         unpriced = False
         complete = usage.input_tokens is not None and (
-            usage.output_tokens is not None or self.spec.operation == "embeddings"
+            usage.output_tokens is not None or self.spec.operation == n.OP_EMBEDDINGS
         )
         if complete and _over_cap(bounded, n.GEN_AI_PROVIDER_NAME, n.GEN_AI_RESPONSE_MODEL, n.GEN_AI_REQUEST_MODEL):
             # Past the cardinality cap a model name is as good as unbounded input: looking each
@@ -402,7 +402,7 @@ class LLMCall:
             unpriced = True
         elif error is None:
             unpriced = True
-            if self.spec.operation != "embeddings":  # embedding APIs often report no usage at all
+            if self.spec.operation != n.OP_EMBEDDINGS:  # embedding APIs often report no usage at all
                 self.problems.add("usage:missing")
         for reason in self.problems.reasons:
             telemetry.recorder.count_unknown_input("usage", reason)
@@ -537,7 +537,7 @@ def llm_call(
     *,
     provider: str | None = None,
     model: str | None = None,
-    operation: str = "chat",
+    operation: str = n.OP_CHAT,
     task_type: str | None = None,
     prompt_name: str | None = None,
     prompt_version: str | None = None,
@@ -565,7 +565,7 @@ def start_call(
     *,
     provider: str | None = None,
     model: str | None = None,
-    operation: str = "chat",
+    operation: str = n.OP_CHAT,
     parent: otel_context.Context | None = None,
     task_type: str | None = None,
     prompt_name: str | None = None,

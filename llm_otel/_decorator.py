@@ -14,6 +14,7 @@ from opentelemetry.metrics._internal import _ProxyMeterProvider
 from opentelemetry.trace import NoOpTracerProvider, ProxyTracerProvider
 from typing_extensions import ParamSpec
 
+from llm_otel import _names as n
 from llm_otel._call import CallSpec, LLMCall, UsageReader
 from llm_otel._context import request_rollup
 from llm_otel._log import internal_error
@@ -31,8 +32,8 @@ from llm_otel._streams import (
 P = ParamSpec("P")
 R = TypeVar("R")
 
-_REQUEST_PARAMS = {"max_tokens": "gen_ai.request.max_tokens", "temperature": "gen_ai.request.temperature",
-                   "top_p": "gen_ai.request.top_p", "max_output_tokens": "gen_ai.request.max_tokens"}
+_REQUEST_PARAMS = {"max_tokens": n.GEN_AI_REQUEST_MAX_TOKENS, "temperature": n.GEN_AI_REQUEST_TEMPERATURE,
+                   "top_p": n.GEN_AI_REQUEST_TOP_P, "max_output_tokens": n.GEN_AI_REQUEST_MAX_TOKENS}
 _MESSAGE_PARAMS = ("messages", "input", "prompt")
 
 
@@ -204,7 +205,7 @@ def traced_llm(
     *,
     provider: str | None = None,
     model: str | None = None,
-    operation: str = "chat",
+    operation: str = n.OP_CHAT,
     task_type: str | None = None,
     prompt_name: str | None = None,
     prompt_version: str | None = None,
@@ -218,7 +219,7 @@ def traced_llm(
     *,
     provider: str | None = None,
     model: str | None = None,
-    operation: str = "chat",
+    operation: str = n.OP_CHAT,
     task_type: str | None = None,
     prompt_name: str | None = None,
     prompt_version: str | None = None,

@@ -164,7 +164,7 @@ class Recorder:
         self.hallucination.set(score, attributes)
 
     def count_unknown_input(self, source: str, reason: str) -> None:
-        self.input_unknown.add(1, {"source": source, "reason": reason})
+        self.input_unknown.add(1, {n.SOURCE: source, n.REASON: reason})
 
     def count_dropped(self, signal: str, reason: str, amount: int = 1) -> None:
-        self.telemetry_dropped.add(amount, {"signal": signal, "reason": reason})
+        self.telemetry_dropped.add(amount, {n.SIGNAL: signal, n.REASON: reason})

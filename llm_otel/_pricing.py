@@ -17,6 +17,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from llm_otel import _names as n
 from llm_otel._log import log_once
 from llm_otel._usage import TokenUsage
 
@@ -139,28 +140,19 @@ class PriceBook:
 
     def quote(self, provider: str | None, model: str | None, usage: TokenUsage) -> Quote:
         if not model:
-            return Quote(None, "unknown", "model_unknown")
+            return Quote(None, n.UNKNOWN_VALUE, "model_unknown")
         override = self._override(provider, model)
         if override is not None:
             return Quote(override.cost(usage), "override", None, override.context_window)
         entry = self._entry(provider, model)
         if entry is None:
-            return Quote(None, "unknown", "model_not_in_price_database")
+            return Quote(None, n.UNKNOWN_VALUE, "model_not_in_price_database")
         cost = entry.fast.cost(usage) if entry.fast is not None else None
         if cost is None:
             cost = self._full_calc(entry, usage)
         if cost is None:
-            return Quote(None, "unknown", "price_calculation_failed", entry.context_window)
+            return Quote(None, n.UNKNOWN_VALUE, "price_calculation_failed", entry.context_window)
         return Quote(cost, "genai-prices", None, entry.context_window)
-
-    def context_window(self, provider: str | None, model: str | None) -> int | None:
-        if not model:
-            return None
-        override = self._override(provider, model)
-        if override is not None:
-            return override.context_window
-        entry = self._entry(provider, model)
-        return entry.context_window if entry is not None else None
 
     def _override(self, provider: str | None, model: str) -> Price | None:
         if not self._overrides:

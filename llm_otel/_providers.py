@@ -36,6 +36,7 @@ from opentelemetry.sdk.trace.export import (
 )
 from opentelemetry.trace import TracerProvider
 
+from llm_otel import _names as n
 from llm_otel._log import log_once
 
 _logger = logging.getLogger("llm_otel")
@@ -189,13 +190,13 @@ _INSTANCE_ID = str(uuid.uuid4())
 def _resource(settings: Mapping[str, Any], extra: Mapping[str, Any] | None) -> Resource:
     """service.instance.id is unique per process unless set, so two replicas of one service
     never overwrite each other's series in the collector's prometheus exporter."""
-    attributes: dict[str, Any] = {"service.instance.id": _INSTANCE_ID}
+    attributes: dict[str, Any] = {n.SERVICE_INSTANCE_ID: _INSTANCE_ID}
     attributes.update(extra or {})
-    attributes["service.name"] = settings["service_name"]
+    attributes[n.SERVICE_NAME] = settings["service_name"]
     resource = Resource.create(attributes)
     env_resource = Resource.create({})
-    if "service.instance.id" in env_resource.attributes and "service.instance.id" not in (extra or {}):
-        resource = resource.merge(Resource({"service.instance.id": env_resource.attributes["service.instance.id"]}))
+    if n.SERVICE_INSTANCE_ID in env_resource.attributes and n.SERVICE_INSTANCE_ID not in (extra or {}):
+        resource = resource.merge(Resource({n.SERVICE_INSTANCE_ID: env_resource.attributes[n.SERVICE_INSTANCE_ID]}))
     return resource
 
 

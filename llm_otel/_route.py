@@ -57,7 +57,7 @@ class route:
                 if self._span.is_recording():
                     attributes: dict[str, str] = dict(labels)
                     if self.reason:
-                        attributes["llm.route.reason"] = self.reason
+                        attributes[n.LLM_ROUTE_REASON] = self.reason
                     self._span.set_attributes(attributes)
         except Exception as exc:
             internal_error("route.enter", exc)
