@@ -31,7 +31,7 @@ from _timing import Row
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 import llm_otel
-from llm_otel._stack import StackError, StackInfo, StackPorts, collector_binary, stack_down, stack_up
+from llm_otel.tools._stack import StackError, StackInfo, StackPorts, collector_binary, stack_down, stack_up
 
 INPUT_TOKENS = 120
 PAUSE_S = 1.0

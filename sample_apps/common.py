@@ -2,7 +2,7 @@
 
 The samples talk to a real LLM API through the official SDKs. When
 ``OPENAI_BASE_URL`` / ``ANTHROPIC_BASE_URL`` are not set, they start the local
-stand-in API (``llm_otel.devserver``, a development tool with deterministic
+stand-in API (``llm_otel.tools.devserver``, a development tool with deterministic
 answers and no bill) in the background, so every sample runs without an API key.
 Set the variables (and ``OPENAI_API_KEY`` / ``ANTHROPIC_API_KEY``) to use a real
 provider or your own gateway instead.
@@ -28,7 +28,7 @@ def _start_stand_in() -> Any:
     global _stand_in
     with _lock:
         if _stand_in is None:
-            from llm_otel.devserver import LatencyProfile, StandInServer
+            from llm_otel.tools.devserver import LatencyProfile, StandInServer
 
             server = StandInServer(latency=LatencyProfile.lognormal(120, 600, per_chunk_ms=2), seed=1)
             server.start()

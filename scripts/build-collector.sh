@@ -6,7 +6,7 @@
 #   ${LLM_OTEL_CACHE:-$HOME/.cache/llm-otel}/otelcol-<version>-<sha256(manifest)[:12]>/otelcol-llm
 #
 # A cached binary is reused; editing the manifest yields a new cache entry.
-# llm_otel/_stack.py computes the same path, so `llm-otel stack up` finds the binary.
+# llm_otel/tools/_stack.py computes the same path, so `llm-otel stack up` finds the binary.
 #
 # Usage:
 #   scripts/build-collector.sh               build if needed, report the path on stderr

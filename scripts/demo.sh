@@ -13,4 +13,4 @@ if command -v llm-otel >/dev/null 2>&1; then
     exec llm-otel demo "$@"
 fi
 # pip put the console script somewhere not on PATH (a --user install): run the module instead.
-exec python3 -m llm_otel.cli demo "$@"
+exec python3 -m llm_otel.tools.cli demo "$@"

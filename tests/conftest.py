@@ -13,7 +13,7 @@ from opentelemetry import trace as _trace
 # ---------------------------------------------------------------------------
 # Observability stack fixtures (tests/stack, tests/e2e).
 #   collector_bin, prometheus_bin, promtool_bin  -> Path (skip locally / fail in CI when missing)
-#   native_stack                                 -> llm_otel._stack.StackInfo (module scope)
+#   native_stack                                 -> llm_otel.tools._stack.StackInfo (module scope)
 #   dashboard_queries, alert_rules, render_promql
 # Implementation: tests/stack/_support.py
 # ---------------------------------------------------------------------------

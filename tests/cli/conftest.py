@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from llm_otel._demo import TABLE_HEADER
+from llm_otel.tools._demo import TABLE_HEADER
 
 
 def closed_port() -> int:

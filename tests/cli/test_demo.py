@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from llm_otel import _names as n
-from llm_otel._demo import TASKS, DemoOptions, bucket_quantile, main, run_demo
-from llm_otel.devserver import expected_usage
+from llm_otel.tools._demo import TASKS, DemoOptions, bucket_quantile, main, run_demo
+from llm_otel.tools.devserver import expected_usage
 
 from .conftest import parse_table
 
@@ -135,7 +135,7 @@ def test_bad_configuration_is_reported_not_raised(
 
 def test_cli_command_exits_0_quickly_and_quietly_without_a_collector(no_stack: dict[str, str]) -> None:
     completed = subprocess.run(
-        [sys.executable, "-m", "llm_otel.cli", "demo", "--duration", "2", "--rate", "20", "--no-live"],
+        [sys.executable, "-m", "llm_otel.tools.cli", "demo", "--duration", "2", "--rate", "20", "--no-live"],
         cwd=REPO,
         env={**os.environ, **no_stack},
         capture_output=True,

@@ -95,3 +95,52 @@ def test_the_rule_catches_private_imports_and_internals(tmp_path: Path) -> None:
         "_rule_probe.py:3 imports llm_otel._call",
     ]
     assert call_internal_uses(sample) == ["_rule_probe.py:6 uses .facts", "_rule_probe.py:7 uses .telemetry"]
+
+
+# --- the core ----------------------------------------------------------------------------------
+CORE = ROOT / "llm_otel"
+# Everything in llm_otel/ except the tools and the integrations link; the core is what `import llm_otel`
+# may load, and it never reaches outward.
+FORBIDDEN_FOR_CORE = ("llm_otel.tools", "llm_otel.integrations", "integrations", "sample_apps", "tests",
+                      "langchain", "langchain_core", "llama_index", "starlette", "fastapi", "django",
+                      "openai", "anthropic", "uvicorn")
+
+
+def core_files() -> list[Path]:
+    return sorted(
+        path for path in CORE.rglob("*.py")
+        if path.relative_to(CORE).parts[0] not in ("tools", "integrations")
+    )
+
+
+def core_import_violations(path: Path, package: str = "llm_otel") -> list[str]:
+    return [
+        f"{path.name}:{line} imports {module}"
+        for line, module in imported_modules(path, package)
+        if any(module == bad or module.startswith(bad + ".") for bad in FORBIDDEN_FOR_CORE)
+    ]
+
+
+def test_the_core_never_imports_tools_integrations_or_frameworks() -> None:
+    files = core_files()
+    assert {p.name for p in files} >= {"_call.py", "adapter.py", "testing.py", "__init__.py"}
+    assert [v for path in files for v in core_import_violations(path)] == []
+
+
+def test_the_core_rule_sees_lazy_and_relative_imports(tmp_path: Path) -> None:
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "from .tools import _stack\n"
+        "def later():\n"
+        "    from llm_otel.integrations import langchain\n"
+        "    import openai.types\n"
+        "from llm_otel import _names\n",
+        encoding="utf-8",
+    )
+    assert core_import_violations(probe) == [
+        "probe.py:1 imports llm_otel.tools",
+        "probe.py:1 imports llm_otel.tools._stack",
+        "probe.py:3 imports llm_otel.integrations",
+        "probe.py:3 imports llm_otel.integrations.langchain",
+        "probe.py:4 imports openai.types",
+    ]

@@ -1,4 +1,4 @@
-"""The CLI's tools stay out of ``import llm_otel`` (and of ``import llm_otel.cli`` until a command runs)."""
+"""The CLI's tools stay out of ``import llm_otel`` (and of ``import llm_otel.tools.cli`` until a command runs)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import json
 import subprocess
 import sys
 
-HEAVY = ("llm_otel._demo", "llm_otel._doctor", "llm_otel.devserver", "llm_otel._stack", "openai", "anthropic",
-         "fastapi", "starlette", "django", "langchain_core", "llama_index", "sample_apps")
+HEAVY = ("llm_otel.tools._demo", "llm_otel.tools._doctor", "llm_otel.tools.devserver", "llm_otel.tools._stack",
+         "openai", "anthropic", "fastapi", "starlette", "django", "langchain_core", "llama_index", "sample_apps")
 
 
 def imported_after(statement: str) -> list[str]:
@@ -19,7 +19,8 @@ def imported_after(statement: str) -> list[str]:
 
 def test_import_llm_otel_loads_no_demo_devserver_or_framework() -> None:
     assert imported_after("import llm_otel") == []
+    assert imported_after("import llm_otel.adapter, llm_otel.testing") == []
 
 
 def test_import_cli_defers_its_commands() -> None:
-    assert imported_after("import llm_otel.cli; llm_otel.cli.build_parser()") == []
+    assert imported_after("import llm_otel.tools.cli; llm_otel.tools.cli.build_parser()") == []

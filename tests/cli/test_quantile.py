@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-from llm_otel._demo import _Histogram, bucket_quantile
 from llm_otel._names import DURATION_BUCKETS
+from llm_otel.tools._demo import _Histogram, bucket_quantile
 
 
 def test_no_observations_has_no_quantile() -> None:

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from llm_otel._demo import SERVICE_NAME, DemoOptions, run_demo
-from llm_otel._doctor import prometheus_query, run_checks
-from llm_otel._stack import StackInfo, StackPorts, observability_dir, render_prometheus_config
+from llm_otel.tools._demo import SERVICE_NAME, DemoOptions, run_demo
+from llm_otel.tools._doctor import prometheus_query, run_checks
+from llm_otel.tools._stack import StackInfo, StackPorts, observability_dir, render_prometheus_config
 
 from .conftest import parse_table
 

@@ -8,7 +8,7 @@ import anthropic
 import openai
 import pytest
 
-from llm_otel.devserver import StandInServer
+from llm_otel.tools.devserver import StandInServer
 
 from ._support import devserver_threads
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import anthropic
 
-from llm_otel.devserver import StandInServer, expected_reply, expected_usage
+from llm_otel.tools.devserver import StandInServer, expected_reply, expected_usage
 
 MESSAGES = [{"role": "user", "content": "Which model is cheapest for classification?"}]
 SYSTEM = "You are a cost analyst."

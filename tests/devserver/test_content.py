@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from llm_otel.devserver import (
+from llm_otel.tools.devserver import (
     FaultPlan,
     LatencyProfile,
     count_tokens,
@@ -17,8 +17,8 @@ from llm_otel.devserver import (
     expected_usage,
     is_reasoning_model,
 )
-from llm_otel.devserver._content import embedding_vector, split_pieces
-from llm_otel.devserver._faults import Fault, parse_fault
+from llm_otel.tools.devserver._content import embedding_vector, split_pieces
+from llm_otel.tools.devserver._faults import Fault, parse_fault
 
 USER = [{"role": "user", "content": "What is the p95 latency of gpt-4o-mini today?"}]
 

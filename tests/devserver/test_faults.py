@@ -11,7 +11,7 @@ import httpx2
 import openai
 import pytest
 
-from llm_otel.devserver import FAULT_HEADER, FaultPlan, StandInServer
+from llm_otel.tools.devserver import FAULT_HEADER, FaultPlan, StandInServer
 
 MESSAGES = [{"role": "user", "content": "Is the collector up?"}]
 

@@ -8,7 +8,7 @@ import struct
 import openai
 import pytest
 
-from llm_otel.devserver import StandInServer, count_tokens, expected_reply, expected_usage
+from llm_otel.tools.devserver import StandInServer, count_tokens, expected_reply, expected_usage
 
 MESSAGES = [
     {"role": "system", "content": "You answer questions about dashboards."},

@@ -9,24 +9,24 @@ import sys
 import openai
 import pytest
 
-import llm_otel.devserver
-from llm_otel.devserver import StandInServer
-from llm_otel.devserver.__main__ import main
+import llm_otel.tools.devserver
+from llm_otel.tools.devserver import StandInServer
+from llm_otel.tools.devserver.__main__ import main
 
 
 def test_all_is_sorted_and_importable() -> None:
-    names = llm_otel.devserver.__all__
+    names = llm_otel.tools.devserver.__all__
     assert names == sorted(names)
-    assert all(hasattr(llm_otel.devserver, name) for name in names)
+    assert all(hasattr(llm_otel.tools.devserver, name) for name in names)
 
 
 def test_core_import_does_not_load_the_devserver() -> None:
-    code = "import sys, llm_otel; assert 'llm_otel.devserver' not in sys.modules, 'devserver imported'"
+    code = "import sys, llm_otel; assert 'llm_otel.tools.devserver' not in sys.modules, 'devserver imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_cli_serves_until_terminated() -> None:
-    command = [sys.executable, "-m", "llm_otel.devserver", "--port", "0", "--seed", "3", "--chunk-ms", "1"]
+    command = [sys.executable, "-m", "llm_otel.tools.devserver", "--port", "0", "--seed", "3", "--chunk-ms", "1"]
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as process:
         assert process.stdout is not None
         banner = process.stdout.readline()

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import openai
 import pytest
 
-from llm_otel.devserver import FaultPlan, LatencyProfile, StandInServer, expected_usage
+from llm_otel.tools.devserver import FaultPlan, LatencyProfile, StandInServer, expected_usage
 
 from ._support import devserver_threads
 

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 import llm_otel
-from llm_otel._stack import StackInfo
+from llm_otel.tools._stack import StackInfo
 
 from . import _traffic
 from ._traffic import Truth

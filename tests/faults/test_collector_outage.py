@@ -26,7 +26,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import llm_otel
-from llm_otel._stack import StackInfo, stack_up
+from llm_otel.tools._stack import StackInfo, stack_up
 from tests.e2e import _traffic
 from tests.e2e.test_pipeline import by_label, query, wait_for
 from tests.faults._outage import (

@@ -23,8 +23,8 @@ import openai
 import pytest
 
 import llm_otel
-from llm_otel._stack import StackInfo
-from llm_otel.devserver import StandInServer
+from llm_otel.tools._stack import StackInfo
+from llm_otel.tools.devserver import StandInServer
 
 pytestmark = pytest.mark.stack
 

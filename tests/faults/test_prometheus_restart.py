@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 import llm_otel
-from llm_otel._stack import StackInfo, stack_status
+from llm_otel.tools._stack import StackInfo, stack_status
 from tests.e2e import _traffic
 from tests.e2e.test_pipeline import by_label, query, scalar, wait_for
 from tests.faults._outage import Component, eventually, process_command

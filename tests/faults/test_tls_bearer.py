@@ -24,7 +24,7 @@ import pytest
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 import llm_otel
-from llm_otel._stack import StackPorts, collector_environment
+from llm_otel.tools._stack import StackPorts, collector_environment
 from tests.e2e import _traffic
 from tests.faults._outage import EXPORTER_TIMEOUT_ENV, Component, dropped, eventually, services_in
 from tests.stack._support import COLLECTOR_DIR, missing_tool

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import pytest
 
 from llm_otel._log import forget_logged_causes
-from llm_otel.devserver import RecordedRequest, StandInServer, expected_usage
 from llm_otel.testing import CapturedTelemetry, capture
+from llm_otel.tools.devserver import RecordedRequest, StandInServer, expected_usage
 
 
 @pytest.fixture

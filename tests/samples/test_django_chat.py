@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from llm_otel.devserver import StandInServer
+from llm_otel.tools.devserver import StandInServer
 
 from .conftest import ground_truth
 

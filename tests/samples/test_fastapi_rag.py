@@ -10,8 +10,8 @@ from fastapi import FastAPI
 from opentelemetry.trace import SpanKind
 
 from llm_otel import _names as n
-from llm_otel.devserver import StandInServer
 from llm_otel.testing import CapturedTelemetry
+from llm_otel.tools.devserver import StandInServer
 from sample_apps.fastapi_rag.app import create_app
 
 from .conftest import assert_tokens_match, ground_truth

@@ -11,9 +11,9 @@ pytest.importorskip("llama_index.core")
 from opentelemetry.trace import SpanKind
 
 from llm_otel import _names as n
-from llm_otel.devserver import StandInServer
 from llm_otel.integrations import llamaindex
 from llm_otel.testing import CapturedTelemetry
+from llm_otel.tools.devserver import StandInServer
 from sample_apps.llamaindex_query.app import MODEL, QUESTIONS, build_query_engine, load_corpus
 from sample_apps.llamaindex_query.embedding import MODEL_NAME as EMBEDDING_MODEL
 from sample_apps.llamaindex_query.llm import OpenAICompletionLLM

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from llm_otel.devserver import StandInServer
 from llm_otel.testing import CapturedTelemetry
+from llm_otel.tools.devserver import StandInServer
 from sample_apps import loadgen
 
 from .conftest import assert_tokens_match, ground_truth

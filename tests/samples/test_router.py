@@ -7,8 +7,8 @@ import pytest
 from opentelemetry.trace import SpanKind
 
 from llm_otel import _names as n
-from llm_otel.devserver import StandInServer
 from llm_otel.testing import CapturedTelemetry
+from llm_otel.tools.devserver import StandInServer
 from sample_apps.router import ROUTES, Router, choose_task, make_client
 from sample_apps.router import main as router_main
 

@@ -7,7 +7,7 @@ tests/e2e share them:
   tools. Missing tools skip the test locally and FAIL it when ``CI=true``.
 * ``native_stack`` (module): the Collector + Prometheus from the shipped configs on
   free localhost ports, scraping and evaluating rules every second, in a temporary
-  run directory; stopped after the module. Yields ``llm_otel._stack.StackInfo``.
+  run directory; stopped after the module. Yields ``llm_otel.tools._stack.StackInfo``.
 * ``dashboard_queries`` (session): every PromQL target of every dashboard.
 * ``alert_rules`` (session): every alerting rule of observability/prometheus/alerts.yml.
 * ``render_promql`` (session): :func:`render_grafana_expr`.
@@ -35,7 +35,7 @@ import pytest
 import yaml
 
 from llm_otel import _names
-from llm_otel._stack import StackInfo, StackPorts, collector_cache_path, stack_down, stack_up
+from llm_otel.tools._stack import StackInfo, StackPorts, collector_cache_path, stack_down, stack_up
 
 REPO = Path(__file__).resolve().parents[2]
 OBSERVABILITY = REPO / "observability"

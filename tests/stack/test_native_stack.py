@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from llm_otel._stack import (
+from llm_otel.tools._stack import (
     StackError,
     StackInfo,
     StackPorts,
@@ -77,7 +77,7 @@ def test_stack_outlives_the_starting_process(tmp_path: Path, collector_bin: Path
     # `llm-otel stack up` returns while the stack keeps running; `down` comes from another process.
     run_dir = tmp_path / "run"
     script = (
-        "import sys; from pathlib import Path; from llm_otel._stack import StackPorts, stack_up; "
+        "import sys; from pathlib import Path; from llm_otel.tools._stack import StackPorts, stack_up; "
         "stack_up(Path(sys.argv[1]), mode='native', ports=StackPorts.free(), "
         "collector=Path(sys.argv[2]), prometheus=Path(sys.argv[3]), timeout=120)"
     )

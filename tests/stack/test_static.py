@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from llm_otel import _names
-from llm_otel._stack import StackPorts, collector_cache_path, render_prometheus_config
+from llm_otel.tools._stack import StackPorts, collector_cache_path, render_prometheus_config
 from tests.stack._support import (
     ALERTS,
     COLLECTOR_DIR,

@@ -204,7 +204,7 @@ def observability_dir() -> Path:
     env = os.environ.get("LLM_OTEL_OBSERVABILITY_DIR")
     if env:
         candidates.append(Path(env))
-    candidates.append(Path(__file__).resolve().parent.parent / "observability")
+    candidates.append(Path(__file__).resolve().parents[2] / "observability")
     cwd = Path.cwd().resolve()
     candidates.extend(parent / "observability" for parent in (cwd, *cwd.parents))
     for candidate in candidates:

@@ -29,7 +29,7 @@ from ._faults import FAULT_HEADER, Fault, FaultPlan, parse_fault
 from ._latency import LatencyProfile
 from ._wire import Answer, ApiFamily, Endpoint, RequestError, dumps
 
-logger = logging.getLogger("llm_otel.devserver")
+logger = logging.getLogger("llm_otel.tools.devserver")
 
 _MAX_BODY_BYTES = 64 * 1024 * 1024
 POLL_SECONDS = 0.05

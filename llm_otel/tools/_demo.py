@@ -1,6 +1,6 @@
 """``llm-otel demo``: the kit working in one command, with or without the observability stack.
 
-It starts the local stand-in LLM API (``llm_otel.devserver``) with a latency
+It starts the local stand-in LLM API (``llm_otel.tools.devserver``) with a latency
 profile and a small rate of injected failures, routes traffic to three models
 through ``llm_otel.route`` + ``@traced_llm`` (the multi-model router of
 ``sample_apps/router``, driven in this process over real HTTP with the OpenAI
@@ -32,8 +32,9 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricsData
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 import llm_otel
-from llm_otel import _config, _doctor
+from llm_otel import _config
 from llm_otel import _names as n
+from llm_otel.tools import _doctor
 
 SERVICE_NAME = "llm-otel-demo"
 CLIENT_TIMEOUT_S = 10.0
@@ -263,7 +264,7 @@ class Destination:
     export: bool
     endpoint: str
     note: str
-    started_stack: Any = None  # llm_otel._stack.StackInfo when the demo started it
+    started_stack: Any = None  # llm_otel.tools._stack.StackInfo when the demo started it
 
 
 class DemoError(RuntimeError):
@@ -281,7 +282,7 @@ def choose_destination(stack: bool, out: TextIO, timeout: float = 1.0) -> Destin
         return Destination(True, endpoint.url, f"a collector answers at {endpoint.url}")
     if not stack:
         return Destination(False, endpoint.url, f"no collector at {endpoint.url} ({problem})")
-    from llm_otel import _stack
+    from llm_otel.tools import _stack
 
     print(f"no collector at {endpoint.url}: starting the stack (`llm-otel stack up`) ...", file=out, flush=True)
     try:
@@ -335,7 +336,7 @@ class DemoResult:
     traces: int = 0
     spans: int = 0
     exported: bool = False
-    stand_in_requests: tuple[Any, ...] = ()  # llm_otel.devserver.RecordedRequest, for checking the numbers
+    stand_in_requests: tuple[Any, ...] = ()  # llm_otel.tools.devserver.RecordedRequest, for checking the numbers
 
 
 class _Screen:
@@ -386,7 +387,7 @@ class _Traffic:
                 self.failed += 1
 
     def run(self, redraw: Callable[[float], None]) -> None:
-        from llm_otel.devserver import FaultPlan
+        from llm_otel.tools.devserver import FaultPlan
 
         options = self.options
         pool = ThreadPoolExecutor(max_workers=max(1, options.concurrency), thread_name_prefix="llm-otel-demo")
@@ -425,7 +426,7 @@ def run_demo(options: DemoOptions, out: TextIO | None = None) -> DemoResult:
         import openai
     except ImportError:
         raise DemoError("the demo needs the OpenAI SDK: pip install openai (or pip install 'llm-otel[dev]')") from None
-    from llm_otel.devserver import FaultPlan, LatencyProfile, StandInServer
+    from llm_otel.tools.devserver import FaultPlan, LatencyProfile, StandInServer
 
     destination = choose_destination(options.stack, out)
     reader = InMemoryMetricReader()
@@ -519,7 +520,7 @@ def _where_it_went(result: DemoResult, destination: Destination, out: TextIO) ->
         print(f"Grafana:    {grafana}{_doctor.DASHBOARD_PATH}  (traces: Explore > Tempo, service.name="
               f"{SERVICE_NAME})", file=out)
     else:
-        from llm_otel import _stack
+        from llm_otel.tools import _stack
 
         print(f"Grafana:    not running at {grafana}; the docker stack has Grafana and Tempo "
               "(`llm-otel stack up --mode docker`). The native stack writes traces to "

@@ -1,4 +1,4 @@
-"""Command line for the development stand-in server: ``python -m llm_otel.devserver``."""
+"""Command line for the development stand-in server: ``python -m llm_otel.tools.devserver``."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from ._server import StandInServer
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m llm_otel.devserver",
+        prog="python -m llm_otel.tools.devserver",
         description="Local OpenAI/Anthropic-compatible stand-in LLM API (a development and demo tool).",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")

@@ -11,7 +11,7 @@ from llm_otel._version import VERSION
 
 
 def _stack(args: argparse.Namespace) -> int:
-    from llm_otel import _stack
+    from llm_otel.tools import _stack
 
     run_dir = Path(args.run_dir) if args.run_dir else None
     try:
@@ -33,14 +33,14 @@ def _stack(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from llm_otel import _demo
+    from llm_otel.tools import _demo
 
     options = _demo.DemoOptions(duration_s=args.duration, rate=args.rate, stack=args.stack, live=not args.no_live)
     return _demo.main(options)
 
 
 def _doctor(args: argparse.Namespace) -> int:
-    from llm_otel import _doctor
+    from llm_otel.tools import _doctor
 
     return _doctor.run_doctor(timeout=args.timeout, skip=args.skip)
 

@@ -7,14 +7,14 @@ HTTP with deterministic answers, a configurable latency distribution and
 injectable failures, so the official ``openai`` and ``anthropic`` SDKs can be
 exercised without an API key or a bill::
 
-    from llm_otel.devserver import StandInServer
+    from llm_otel.tools.devserver import StandInServer
     import openai
 
     with StandInServer() as server:
         client = openai.OpenAI(base_url=server.openai_base_url, api_key="test")
         client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
 
-Run it standalone with ``python -m llm_otel.devserver --port 8400``.
+Run it standalone with ``python -m llm_otel.tools.devserver --port 8400``.
 """
 
 from __future__ import annotations
