@@ -133,6 +133,7 @@ def test_bad_configuration_is_reported_not_raised(
     assert "OTEL_EXPORTER_OTLP_PROTOCOL" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_cli_command_exits_0_quickly_and_quietly_without_a_collector(no_stack: dict[str, str]) -> None:
     completed = subprocess.run(
         [sys.executable, "-m", "llm_otel.tools.cli", "demo", "--duration", "2", "--rate", "20", "--no-live"],

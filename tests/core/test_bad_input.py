@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 import llm_otel
 from llm_otel.testing import CapturedTelemetry
+from tests.hypothesis_profiles import examples
 
 from .conftest import chat_response
 
@@ -34,7 +35,7 @@ shapes = st.one_of(
 )
 
 
-@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(1500), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(payload=shapes)
 def test_any_payload_is_harmless(telemetry: CapturedTelemetry, payload: Any) -> None:
     @llm_otel.traced_llm(provider="openai", model="gpt-4o-mini")

@@ -25,12 +25,13 @@ def test_overflow_values_fold_into_other_but_calls_still_count() -> None:
         assert telemetry.histogram_count("gen_ai.client.operation.duration") == 40
 
 
-def test_million_values_stay_under_the_cap() -> None:
+def test_values_past_the_cap_fold_and_are_counted() -> None:
+    # the million-values scale run is tests/faults/test_cardinality_attack.py (slow)
     guard = CardinalityGuard(100)
-    for i in range(1_000_000):
+    for i in range(1_000):
         guard.bound("call", {"user": str(i)})
     assert guard.admitted("call", "user") == 100
-    assert guard.overflowed[("call", "user")] == 1_000_000 - 100
+    assert guard.overflowed[("call", "user")] == 1_000 - 100
 
 
 def test_route_labels_are_bounded_too() -> None:

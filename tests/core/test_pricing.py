@@ -12,6 +12,7 @@ import llm_otel
 from llm_otel._pricing import PriceBook
 from llm_otel._usage import TokenUsage
 from llm_otel.testing import CapturedTelemetry, capture
+from tests.hypothesis_profiles import examples
 
 from .conftest import chat_response
 
@@ -22,7 +23,7 @@ MODELS = [
 ]
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(
     model=st.sampled_from(MODELS),
     uncached=st.integers(0, 300_000),

@@ -30,6 +30,7 @@ LIMIT = 40
 PER_PATH = 1_500
 
 
+@pytest.mark.slow
 def test_a_million_values_on_every_key_stay_under_the_cap() -> None:
     guard = CardinalityGuard(100)
     keys = [*n.METRIC_ATTRIBUTE_KEYS, "tenant"]
@@ -148,6 +149,7 @@ def _distinct_values(reader: InMemoryMetricReader) -> tuple[dict[tuple[str, str]
     return values, points
 
 
+@pytest.mark.slow
 def test_unbounded_values_through_every_entry_point_stay_under_the_cap(reader: InMemoryMetricReader) -> None:
     half = PER_PATH // 2
     for drive in PATHS.values():

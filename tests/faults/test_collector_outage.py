@@ -119,6 +119,7 @@ def test_calls_never_raise_and_keep_their_latency(broken: Broken) -> None:
     )
 
 
+@pytest.mark.slow
 def test_memory_stays_bounded(broken: Broken) -> None:
     configure_in_memory("faults-memory-warm-up")  # one-time imports (the price database) happen here
     try:

@@ -28,6 +28,7 @@ from openai.types.completion_usage import CompletionUsage
 import llm_otel
 from llm_otel._log import forget_logged_causes
 from llm_otel.testing import CapturedTelemetry, capture
+from tests.hypothesis_profiles import examples
 
 junk = st.one_of(
     st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=True, allow_infinity=True),
@@ -94,7 +95,7 @@ def _assert_logged_once_per_cause(caplog: pytest.LogCaptureFixture) -> None:
     assert not twice, twice
 
 
-@settings(max_examples=1200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(1200), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(response=sdk_objects)
 def test_sdk_response_objects_holding_anything(
     telemetry: CapturedTelemetry, caplog: pytest.LogCaptureFixture, response: Any
@@ -140,7 +141,7 @@ chunk_values = st.one_of(
 )
 
 
-@settings(max_examples=800, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(800), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(chunks=st.lists(chunk_values, max_size=6), fail_after=st.one_of(st.none(), st.integers(0, 6)),
        read=st.integers(0, 8))
 def test_stream_objects_and_generators_yielding_anything(
@@ -182,7 +183,7 @@ setters = st.lists(st.tuples(st.sampled_from(
      "set_provider", "set_request_model", "add_chunk", "add_output_text", "set_input_messages"]), junk), max_size=8)
 
 
-@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(1000), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(steps=setters, outcome=st.one_of(st.none(), junk.map(str), st.just(Boom("x"))),
        labels=st.dictionaries(st.text(max_size=6), st.text(max_size=6), max_size=3))
 def test_callback_api_fed_junk_through_every_setter(
@@ -204,7 +205,7 @@ def test_callback_api_fed_junk_through_every_setter(
     assert call.ended
 
 
-@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(600), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(values=st.lists(st.text(max_size=40), min_size=1, max_size=3),
        raw=st.binary(max_size=60))
 def test_baggage_labels_from_hostile_headers(telemetry: CapturedTelemetry, values: list[str], raw: bytes) -> None:

@@ -31,6 +31,7 @@ from llm_otel.adapter import error_type as error_type_of
 from llm_otel.integrations import _web
 from llm_otel.integrations.asgi import LLMOtelMiddleware
 from llm_otel.testing import CapturedTelemetry, capture
+from tests.hypothesis_profiles import examples
 
 from .conftest import chat_response, span_attributes, stream_chunks, traceparent
 
@@ -609,7 +610,7 @@ def test_random_header_bytes_never_raise_and_never_create_unbounded_labels() -> 
 
             requests = 0
 
-            @settings(max_examples=300, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+            @settings(max_examples=examples(300), deadline=None, database=None, suppress_health_check=list(HealthCheck))
             @given(header_lists)
             def check(headers: list[tuple[bytes, bytes]]) -> None:
                 nonlocal requests

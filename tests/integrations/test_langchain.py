@@ -29,6 +29,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from llm_otel._log import forget_logged_causes
 from llm_otel.integrations.langchain import ABANDONED_ERROR_TYPE, LLMOtelCallbackHandler
 from llm_otel.testing import CapturedTelemetry, capture
+from tests.hypothesis_profiles import examples
 
 from .lc_helpers import (
     CACHED_TOKENS,
@@ -809,7 +810,7 @@ def test_odd_payloads_never_raise_and_leave_nothing_open(
     logger = logging.getLogger("llm_otel")
     logger.addHandler(errors)
 
-    @settings(max_examples=300, deadline=None)
+    @settings(max_examples=examples(300), deadline=None)
     @given(events=st.lists(_events(), max_size=12), capture_content=st.booleans())
     def feed(events: list[tuple[str, tuple[Any, ...], dict[str, Any]]], capture_content: bool) -> None:
         forget_logged_causes()

@@ -52,6 +52,7 @@ from llm_otel._log import forget_logged_causes
 from llm_otel.adapter import error_type as error_type_of
 from llm_otel.integrations import llamaindex
 from llm_otel.testing import CapturedTelemetry, capture
+from tests.hypothesis_profiles import examples
 
 MODEL = "gpt-4o-mini"
 RESPONSE_MODEL = "gpt-4o-mini-2024-07-18"
@@ -708,7 +709,7 @@ STEPS = st.one_of(
 
 
 @settings(
-    max_examples=60,
+    max_examples=examples(60),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )

@@ -35,6 +35,7 @@ def run_probe(*bodies: Any) -> dict[str, Any]:
     return data
 
 
+@pytest.mark.slow
 def test_chat_is_one_trace_per_request_with_anthropic_tokens_and_cost(stand_in: StandInServer) -> None:
     found = run_probe({"message": "Do you ship to Norway?"})
 
@@ -58,6 +59,7 @@ def test_chat_is_one_trace_per_request_with_anthropic_tokens_and_cost(stand_in: 
     assert server["attributes"]["llm.usage.input_tokens"] == truth.input_tokens
 
 
+@pytest.mark.slow
 def test_history_bad_input_and_rate_limits(stand_in: StandInServer) -> None:
     found = run_probe(
         {"message": "And to Sweden?", "history": [{"role": "user", "content": "Hi"},

@@ -180,6 +180,7 @@ def test_promtool_check_rules(promtool_bin: Path) -> None:
 
 
 @pytest.mark.stack
+@pytest.mark.slow
 def test_promtool_test_rules(promtool_bin: Path) -> None:
     result = run(promtool_bin, "test", "rules", "alerts_test.yml", cwd=PROMETHEUS_DIR)
     assert result.returncode == 0, result.stdout + result.stderr
