@@ -144,3 +144,58 @@ def test_the_core_rule_sees_lazy_and_relative_imports(tmp_path: Path) -> None:
         "probe.py:3 imports llm_otel.integrations.langchain",
         "probe.py:4 imports openai.types",
     ]
+
+
+# --- tools and samples ------------------------------------------------------------------------------
+TOOLS = CORE / "tools"
+SAMPLES = ROOT / "sample_apps"
+TOOLS_MAY_READ = frozenset({"llm_otel._names", "llm_otel._config", "llm_otel._version"})
+
+
+def private_core_imports(path: Path, package: str | None = None, allowed: frozenset[str] = frozenset()) -> list[str]:
+    """Imports of a private core module (``llm_otel._x``) other than ``allowed``; tools may import each other."""
+    found = []
+    for line, module in imported_modules(path, package):
+        parts = module.split(".")
+        if parts[0] != "llm_otel" or parts[1:2] in (["tools"], ["integrations"]) or len(parts) < 2:
+            continue
+        if parts[1].startswith("_") and ".".join(parts[:2]) not in allowed:
+            found.append(f"{path.name}:{line} imports {module}")
+    return found
+
+
+def test_tools_use_the_public_api_and_read_only_the_contract() -> None:
+    files = sorted(TOOLS.rglob("*.py"))
+    assert len(files) >= 5
+    assert [v for path in files for v in private_core_imports(path, allowed=TOOLS_MAY_READ)] == []
+
+
+def test_samples_are_user_code() -> None:
+    files = sorted(SAMPLES.rglob("*.py"))
+    assert files
+    assert [v for path in files for v in private_core_imports(path, "sample_apps")] == []
+
+
+def test_nothing_in_the_kit_imports_the_tools() -> None:
+    users = [
+        f"{path.relative_to(ROOT)}:{line}"
+        for path in [*core_files(), *INTEGRATIONS.glob("*.py")]
+        for line, module in imported_modules(path)
+        if module == "llm_otel.tools" or module.startswith("llm_otel.tools.")
+    ]
+    assert users == []
+
+
+def test_the_tools_rule_allows_only_the_contract(tmp_path: Path) -> None:
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "from llm_otel import _names as n, _config\n"
+        "from llm_otel._call import LLMCall\n"
+        "from llm_otel.tools import _stack\n"
+        "import llm_otel\n",
+        encoding="utf-8",
+    )
+    assert private_core_imports(probe, "llm_otel.tools", TOOLS_MAY_READ) == [
+        "probe.py:2 imports llm_otel._call",
+        "probe.py:2 imports llm_otel._call.LLMCall",
+    ]
