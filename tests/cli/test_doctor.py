@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from llm_otel import cli
+from llm_otel.tools import cli
 from llm_otel.tools._doctor import run_checks, run_doctor
 
 from .conftest import closed_port
