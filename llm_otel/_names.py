@@ -72,7 +72,7 @@ LLM_COST_UNPRICED_REASON = "llm.cost.unpriced_reason"
 LLM_TIME_TO_FIRST_CHUNK = "llm.time_to_first_chunk_s"
 LLM_STREAMING = "llm.streaming"
 LLM_STREAM_CHUNKS = "llm.stream.chunks"
-LLM_STREAM_OUTCOME = "llm.stream.outcome"
+LLM_STREAM_OUTCOME = "llm.stream.outcome"  # how a call ended that did not run to completion
 LLM_RETRIEVAL_DOCUMENT_COUNT = "llm.retrieval.document_count"
 LLM_USAGE_UNKNOWN = "llm.usage.unknown_reason"
 LLM_ROLLUP_CALLS = "llm.calls"
@@ -95,6 +95,11 @@ UNKNOWN_VALUE = "unknown"
 RATE_LIMIT_ERROR_TYPE = "rate_limited"
 STREAM_CLOSED_EARLY = "closed_early"  # llm.stream.outcome when the caller stopped reading
 
+# llm.stream.outcome values (a closed set: it is a metric label). Neither is an error.
+OUTCOME_CLOSED_EARLY = STREAM_CLOSED_EARLY  # the consumer stopped reading (GeneratorExit, close(), never iterated)
+OUTCOME_CANCELLED = "cancelled"  # the caller was cancelled or interrupted (asyncio.CancelledError, Ctrl-C)
+OUTCOMES: frozenset[str] = frozenset({OUTCOME_CLOSED_EARLY, OUTCOME_CANCELLED})
+
 # Attribute keys allowed on metrics (bounded by the cardinality guard).
 METRIC_ATTRIBUTE_KEYS: tuple[str, ...] = (
     GEN_AI_OPERATION_NAME,
@@ -106,6 +111,7 @@ METRIC_ATTRIBUTE_KEYS: tuple[str, ...] = (
     LLM_PROMPT_NAME,
     LLM_PROMPT_VERSION,
     ERROR_TYPE,
+    LLM_STREAM_OUTCOME,
 )
 
 # --- bucket boundaries (semantic-convention advisory values) ---
