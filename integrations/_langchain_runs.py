@@ -110,6 +110,15 @@ class RunRegistry:
             self._forget(run)
             return run, False
 
+    def pop_descendants(self, root: Hashable) -> list[Run]:
+        """Remove every open run under ``root`` (whose own run just ended)."""
+        with self._lock:
+            victims = [self._runs.pop(key) for key in [k for k, run in self._runs.items() if run.root == root]]
+            for run in victims:
+                self._forget(run)
+            self._orphaned.pop(root, None)
+        return victims
+
     def _forget(self, run: Run) -> None:
         """Bookkeeping for a run leaving the open set (lock held)."""
         root = run.root
