@@ -47,30 +47,40 @@ def _end_if_open(call: LLMCall) -> None:
         internal_error("stream.collected", exc)
 
 
-def _end_when_collected(stream: object, call: LLMCall) -> None:
-    """End ``call`` as closed early once ``stream`` is collected without having ended it.
+def _end_when_collected(stream: object, call: LLMCall) -> weakref.finalize[[LLMCall], object]:
+    """End ``call`` as closed early if ``stream`` is collected before it ever ran.
 
+    Only an unstarted generator needs this: once started, collecting it throws
+    GeneratorExit into it, which ends the call, so the generator detaches this
+    finalizer on its first step (and the registry stops holding the call).
     ``weakref.finalize`` (not a plain weak reference) because the generator, its
-    frame and the call form a cycle whose weak-reference callbacks the cycle
+    frame and the call may form a cycle whose weak-reference callbacks the cycle
     collector would drop; its registry keeps the finalizer alive instead.
     """
     finalizer = weakref.finalize(stream, _end_if_open, call)
     finalizer.atexit = False  # at exit the providers are shutting down; nothing left to record to
+    return finalizer
+
+
+Unstarted = list["weakref.finalize[[LLMCall], object]"]
 
 
 def traced_generator(gen: Generator[Any, Any, Any], call: LLMCall) -> Generator[Any, Any, Any]:
-    traced = _traced_generator(gen, call)
-    _end_when_collected(traced, call)
+    unstarted: Unstarted = []
+    traced = _traced_generator(gen, call, unstarted)
+    unstarted.append(_end_when_collected(traced, call))
     return traced
 
 
 def traced_async_generator(agen: AsyncGenerator[Any, Any], call: LLMCall) -> AsyncGenerator[Any, Any]:
-    traced = _traced_async_generator(agen, call)
-    _end_when_collected(traced, call)
+    unstarted: Unstarted = []
+    traced = _traced_async_generator(agen, call, unstarted)
+    unstarted.append(_end_when_collected(traced, call))
     return traced
 
 
-def _traced_generator(gen: Generator[Any, Any, Any], call: LLMCall) -> Generator[Any, Any, Any]:
+def _traced_generator(gen: Generator[Any, Any, Any], call: LLMCall, unstarted: Unstarted) -> Generator[Any, Any, Any]:
+    unstarted.pop().detach()
     ctx = trace.set_span_in_context(call.span)  # built once, attached around each chunk
     sent: Any = None
     thrown: BaseException | None = None
@@ -103,7 +113,10 @@ def _traced_generator(gen: Generator[Any, Any, Any], call: LLMCall) -> Generator
             thrown = exc
 
 
-async def _traced_async_generator(agen: AsyncGenerator[Any, Any], call: LLMCall) -> AsyncGenerator[Any, Any]:
+async def _traced_async_generator(
+    agen: AsyncGenerator[Any, Any], call: LLMCall, unstarted: Unstarted
+) -> AsyncGenerator[Any, Any]:
+    unstarted.pop().detach()
     ctx = trace.set_span_in_context(call.span)  # built once, attached around each chunk
     sent: Any = None
     thrown: BaseException | None = None
