@@ -439,7 +439,7 @@ class ServerRequest:
     @never_raises("web.outcome")
     def set_outcome(self, outcome: str) -> None:
         """The response was cut short without an application error (``closed_early``/``cancelled``)."""
-        if self._ended or self._exception is not None or outcome not in n.OUTCOMES:
+        if self._ended or self._exception is not None or outcome not in n.STREAM_OUTCOMES:
             return
         if self.span.is_recording():
             self.span.set_attribute(n.LLM_STREAM_OUTCOME, outcome)
@@ -452,7 +452,7 @@ class ServerRequest:
         """
         outcome = adapter.interruption_of(exc)
         if outcome is None and self.client_gone:
-            outcome = n.OUTCOME_CLOSED_EARLY
+            outcome = n.STREAM_CLOSED_EARLY
         if outcome is None:
             return False
         self.set_outcome(outcome)

@@ -159,7 +159,7 @@ class LLMCall:
         """Finish without error; ``outcome="closed_early"`` marks a stream the caller stopped reading,
         ``outcome="cancelled"`` a call whose caller was cancelled (any other value is ignored)."""
         if outcome is not None and not self.ended:
-            if outcome in n.OUTCOMES:
+            if outcome in n.STREAM_OUTCOMES:
                 self.outcome = outcome
             else:
                 self.problems.add("outcome:invalid")

@@ -96,13 +96,13 @@ def interruption_of(exc: BaseException | str | None) -> str | None:
     if not isinstance(exc, BaseException) or isinstance(exc, Exception):
         return None  # fast path: an ordinary exception is an error
     if isinstance(exc, GeneratorExit):
-        return n.OUTCOME_CLOSED_EARLY
+        return n.STREAM_CLOSED_EARLY
     if isinstance(exc, KeyboardInterrupt):
-        return n.OUTCOME_CANCELLED
+        return n.STREAM_CANCELLED
     asyncio = sys.modules.get("asyncio")
     if asyncio is not None and isinstance(exc, asyncio.CancelledError):
-        return n.OUTCOME_CANCELLED
+        return n.STREAM_CANCELLED
     trio = sys.modules.get("trio")
     if trio is not None and isinstance(exc, getattr(trio, "Cancelled", ())):
-        return n.OUTCOME_CANCELLED
+        return n.STREAM_CANCELLED
     return None

@@ -93,12 +93,11 @@ SIGNAL = "signal"
 OVERFLOW_VALUE = "_other"
 UNKNOWN_VALUE = "unknown"
 RATE_LIMIT_ERROR_TYPE = "rate_limited"
-STREAM_CLOSED_EARLY = "closed_early"  # llm.stream.outcome when the caller stopped reading
 
 # llm.stream.outcome values (a closed set: it is a metric label). Neither is an error.
-OUTCOME_CLOSED_EARLY = STREAM_CLOSED_EARLY  # the consumer stopped reading (GeneratorExit, close(), never iterated)
-OUTCOME_CANCELLED = "cancelled"  # the caller was cancelled or interrupted (asyncio.CancelledError, Ctrl-C)
-OUTCOMES: frozenset[str] = frozenset({OUTCOME_CLOSED_EARLY, OUTCOME_CANCELLED})
+STREAM_CLOSED_EARLY = "closed_early"  # the consumer stopped reading (GeneratorExit, close(), never iterated)
+STREAM_CANCELLED = "cancelled"  # the caller was cancelled or interrupted (asyncio.CancelledError, Ctrl-C)
+STREAM_OUTCOMES: frozenset[str] = frozenset({STREAM_CLOSED_EARLY, STREAM_CANCELLED})
 
 # Attribute keys allowed on metrics (bounded by the cardinality guard).
 METRIC_ATTRIBUTE_KEYS: tuple[str, ...] = (

@@ -111,7 +111,6 @@ def current() -> Telemetry:
 # under this source, the environment variable as the reason (a closed set: the settings table).
 SETTINGS_SOURCE = "settings"
 PRICES_FILE_VARIABLE = "LLM_OTEL_PRICES_FILE"
-lazy_setting_problems: dict[str, str] = {}  # variable -> why, for `llm-otel doctor`
 
 
 def _lazy_build() -> Telemetry:
@@ -129,7 +128,6 @@ def _lazy_build() -> Telemetry:
         bad[PRICES_FILE_VARIABLE] = f"{PRICES_FILE_VARIABLE}={settings.get('prices_file')!r}: {exc}"
         state = _build(settings, tracer_provider, meter_provider, {}, None, [])
     for variable, why in bad.items():
-        lazy_setting_problems[variable] = why
         state.recorder.count_unknown_input(SETTINGS_SOURCE, variable)
         log_once(f"setting:{variable}", "llm-otel: ignored a bad setting (%s); using the default instead. "
                  "configure() would refuse it at start-up.", why)

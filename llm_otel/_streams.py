@@ -36,7 +36,7 @@ def _deactivate(tokens: tuple[object, Any]) -> None:
 
 
 def _closed_early(call: LLMCall) -> None:
-    call.end(outcome=n.OUTCOME_CLOSED_EARLY)
+    call.end(outcome=n.STREAM_CLOSED_EARLY)
 
 
 def _end_if_open(call: LLMCall) -> None:

@@ -54,7 +54,7 @@ __all__ = [
 
 CLOSED_EARLY = names.STREAM_CLOSED_EARLY
 """``call.end(outcome=CLOSED_EARLY)``: the consumer stopped reading a stream (not a failure)."""
-CANCELLED = names.OUTCOME_CANCELLED
+CANCELLED = names.STREAM_CANCELLED
 """``call.end(outcome=CANCELLED)``: the caller was cancelled or interrupted (not a failure).
 
 ``call.fail(exc)`` and ``fail_span(span, exc)`` already turn ``asyncio.CancelledError``,

@@ -135,20 +135,20 @@ def assert_hang_ups_are_outcomes(telemetry: CapturedTelemetry) -> None:
     assert len(calls) == len(servers) == HANG_UPS
     for call in calls:
         attributes = dict(call.attributes or {})
-        assert attributes[n.LLM_STREAM_OUTCOME] in n.OUTCOMES, attributes
+        assert attributes[n.LLM_STREAM_OUTCOME] in n.STREAM_OUTCOMES, attributes
         assert n.ERROR_TYPE not in attributes
         assert call.status.status_code is StatusCode.UNSET
         assert attributes[n.LLM_STREAM_CHUNKS] >= 1  # it was streaming when the client left
     for server in servers:
         attributes = dict(server.attributes or {})
-        assert attributes[n.LLM_STREAM_OUTCOME] in n.OUTCOMES, attributes
+        assert attributes[n.LLM_STREAM_OUTCOME] in n.STREAM_OUTCOMES, attributes
         assert n.ERROR_TYPE not in attributes and server.status.status_code is StatusCode.UNSET
         assert attributes["llm.calls.errors"] == 0
     assert telemetry.counter(n.ERRORS.name) == 0  # nothing for LLMErrorRatioHigh to see
     assert telemetry.histogram_count(n.OPERATION_DURATION.name) == HANG_UPS
     interrupted = sum(
         telemetry.histogram_count(n.OPERATION_DURATION.name, {n.LLM_STREAM_OUTCOME: outcome})
-        for outcome in n.OUTCOMES
+        for outcome in n.STREAM_OUTCOMES
     )
     assert interrupted == HANG_UPS
 
