@@ -228,13 +228,27 @@ def check_configuration(environ: Mapping[str, str]) -> tuple[Check, dict[str, An
 
 
 def _prices_file_problem(path: Any) -> str | None:
-    """Why the LLM_OTEL_PRICES_FILE cannot be used (missing, unreadable, not a mapping), or None."""
+    """Why the LLM_OTEL_PRICES_FILE cannot be used (missing, unreadable, malformed), or None.
+
+    A traced call without configure() would ignore such a file (and count it); configure() refuses it.
+    """
     if not path:
         return None
-    from llm_otel._pricing import PriceBook, load_price_file
+    from llm_otel import Price
 
     try:
-        PriceBook(load_price_file(path))
+        with open(path, encoding="utf-8") as file:
+            text = file.read()
+        if str(path).endswith((".yaml", ".yml")):
+            import yaml
+
+            data = yaml.safe_load(text)
+        else:
+            data = json.loads(text)
+        if not isinstance(data, Mapping):
+            raise ValueError("expected a mapping of model name to prices")
+        for model, raw in data.items():
+            Price.from_mapping(str(model), raw)
     except Exception as exc:
         return f"LLM_OTEL_PRICES_FILE={path!r} cannot be used ({type(exc).__name__}: {exc})"
     return None

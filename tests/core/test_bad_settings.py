@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import llm_otel
-from llm_otel._doctor import check_configuration
+from llm_otel.tools._doctor import check_configuration
 
 ROOT = Path(__file__).resolve().parents[2]
 BAD = {

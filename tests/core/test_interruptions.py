@@ -19,8 +19,8 @@ from opentelemetry.trace import StatusCode
 
 import llm_otel
 from llm_otel import _names as n
-from llm_otel.devserver import LatencyProfile, StandInServer
 from llm_otel.testing import CapturedTelemetry
+from llm_otel.tools.devserver import LatencyProfile, StandInServer
 
 MODEL = "gpt-4o-mini"
 SPAN = f"chat {MODEL}"

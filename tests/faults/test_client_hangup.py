@@ -23,8 +23,8 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from llm_otel import _names as n
 from llm_otel._log import forget_logged_causes
-from llm_otel.devserver import LatencyProfile, StandInServer
 from llm_otel.testing import CapturedTelemetry, capture
+from llm_otel.tools.devserver import LatencyProfile, StandInServer
 
 from . import _hangup_app
 
