@@ -25,7 +25,7 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Span
 
 from llm_otel import adapter
-from llm_otel.adapter import CLOSED_EARLY, LLMCall
+from llm_otel.adapter import LLMCall
 
 # How many ended runs are remembered so late children and late end events still find their trace.
 _RECENT_LIMIT = 1024
@@ -110,6 +110,15 @@ class RunRegistry:
             self._forget(run)
             return run, False
 
+    def pop_descendants(self, root: Hashable) -> list[Run]:
+        """Remove every open run under ``root`` (whose own run just ended)."""
+        with self._lock:
+            victims = [self._runs.pop(key) for key in [k for k, run in self._runs.items() if run.root == root]]
+            for run in victims:
+                self._forget(run)
+            self._orphaned.pop(root, None)
+        return victims
+
     def _forget(self, run: Run) -> None:
         """Bookkeeping for a run leaving the open set (lock held)."""
         root = run.root
@@ -184,8 +193,8 @@ def close_run(run: Run, error: BaseException | str | None, extra: Mapping[str, A
 def _close_call(call: LLMCall, error: BaseException | str | None) -> None:
     if error is None:
         call.end()
-    elif isinstance(error, GeneratorExit):
-        call.end(outcome=CLOSED_EARLY)
+    elif adapter.interruption_of(error) is not None:
+        call.fail(error)  # the core records it as an outcome (closed_early / cancelled), not an error
     elif isinstance(error, BaseException) and _unprintable(error):
         call.fail(adapter.error_type(error))  # an exception that cannot be printed is recorded by its type
     else:

@@ -381,6 +381,7 @@ class ServerRequest:
         self._exception: BaseException | None = None
         self._finalized = False
         self._ended = False
+        self.client_gone = False  # writing to the client failed: what the app raises next is a consequence
 
     def enter(self) -> _Tokens | None:
         """Make the request's context current (span, baggage, roll-up, labels); pair with ``exit``."""
@@ -434,6 +435,28 @@ class ServerRequest:
         if self.span.is_recording():
             self.span.record_exception(exc, escaped=True)
             self.span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"[:500]))
+
+    @never_raises("web.outcome")
+    def set_outcome(self, outcome: str) -> None:
+        """The response was cut short without an application error (``closed_early``/``cancelled``)."""
+        if self._ended or self._exception is not None or outcome not in n.STREAM_OUTCOMES:
+            return
+        if self.span.is_recording():
+            self.span.set_attribute(n.LLM_STREAM_OUTCOME, outcome)
+
+    def interrupted(self, exc: BaseException) -> bool:
+        """Whether ``exc`` (escaping the app) is an interruption, recorded as such, rather than an error.
+
+        Cancellation (a client hang-up under uvicorn cancels the handler), GeneratorExit, and
+        whatever follows a failed write to a client that went away are outcomes, not errors.
+        """
+        outcome = adapter.interruption_of(exc)
+        if outcome is None and self.client_gone:
+            outcome = n.STREAM_CLOSED_EARLY
+        if outcome is None:
+            return False
+        self.set_outcome(outcome)
+        return True
 
     @never_raises("web.finalize")
     def finalize(self) -> None:

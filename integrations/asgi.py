@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
 import llm_otel
-from llm_otel.adapter import internal_error
+from llm_otel.adapter import CLOSED_EARLY, internal_error
 
 from ._web import IncomingHeaders, RequestInfo, ServerRequest, WebOptions, begin_request
 
@@ -75,13 +75,15 @@ class LLMOtelMiddleware:
             return
 
         expecting_trailers = False
+        started = finished = False
 
         async def send_and_observe(message: Message) -> None:
-            nonlocal expecting_trailers
+            nonlocal expecting_trailers, started, finished
             complete = False
             try:
                 kind = message["type"]
                 if kind == "http.response.start":
+                    started = True
                     request.set_status(message.get("status"))
                     expecting_trailers = bool(message.get("trailers", False))
                 elif kind in _BODY_MESSAGES:
@@ -90,6 +92,7 @@ class LLMOtelMiddleware:
                     complete = not message.get("more_trailers", False)
                 elif kind == "http.response.pathsend":
                     complete = not expecting_trailers
+                finished = finished or complete
                 if complete and request.server_error:
                     # An error middleware inside us sends the 500 before it re-raises: stay open
                     # until the app returns so the span records the exception that caused it.
@@ -99,19 +102,26 @@ class LLMOtelMiddleware:
                     request.finalize()
             except Exception as exc:
                 internal_error("asgi.send", exc)
-            await send(message)
+            try:
+                await send(message)
+            except OSError:  # ASGI 2.4: the client went away (servers raise an OSError subclass)
+                request.client_gone = True
+                raise
             if complete:
                 request.end()
 
         tokens = request.enter()
         try:
             await self.app(scope, receive, send_and_observe)
-        except Exception as exc:
-            request.record_exception(exc)
+        except BaseException as exc:
+            if not request.interrupted(exc):
+                request.record_exception(exc)
             raise
         finally:
             request.exit(tokens)
             request.set_route(route_of(scope))
+            if started and not finished:  # e.g. Starlette stopped streaming when the client hung up
+                request.set_outcome(CLOSED_EARLY)
             request.end()
 
     def _begin(self, scope: Scope) -> ServerRequest | None:

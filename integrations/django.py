@@ -27,7 +27,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without Django i
     ) from exc
 
 import llm_otel
-from llm_otel.adapter import internal_error, log_once
+from llm_otel.adapter import CLOSED_EARLY, internal_error, log_once
 
 from ._web import IncomingHeaders, RequestInfo, ServerRequest, WebOptions, begin_request
 
@@ -66,8 +66,9 @@ class LLMOtelMiddleware:
         tokens = traced.enter()
         try:
             response = self.get_response(request)
-        except Exception as exc:
-            traced.record_exception(exc)
+        except BaseException as exc:
+            if not traced.interrupted(exc):
+                traced.record_exception(exc)
             traced.end()
             raise
         finally:
@@ -82,8 +83,9 @@ class LLMOtelMiddleware:
         tokens = traced.enter()
         try:
             response = await get_response(request)
-        except Exception as exc:
-            traced.record_exception(exc)
+        except BaseException as exc:  # Django cancels the view when the client disconnects
+            if not traced.interrupted(exc):
+                traced.record_exception(exc)
             traced.end()
             raise
         finally:
@@ -150,8 +152,9 @@ class _TracedStream:
         except StopIteration:
             self._traced.end()
             raise
-        except Exception as exc:
-            self._traced.record_exception(exc)
+        except BaseException as exc:
+            if not self._traced.interrupted(exc):
+                self._traced.record_exception(exc)
             self._traced.end()
             raise
         finally:
@@ -164,6 +167,7 @@ class _TracedStream:
             if close is not None:
                 close()
         finally:
+            self._traced.set_outcome(CLOSED_EARLY)  # only if the body did not already end the span
             self._traced.end()
 
 
@@ -184,8 +188,9 @@ class _TracedAsyncStream:
         except StopAsyncIteration:
             self._traced.end()
             raise
-        except Exception as exc:
-            self._traced.record_exception(exc)
+        except BaseException as exc:  # under ASGI, Django cancels the body when the client disconnects
+            if not self._traced.interrupted(exc):
+                self._traced.record_exception(exc)
             self._traced.end()
             raise
         finally:
@@ -197,10 +202,12 @@ class _TracedAsyncStream:
             if aclose is not None:
                 await aclose()
         finally:
+            self._traced.set_outcome(CLOSED_EARLY)  # only if the body did not already end the span
             self._traced.end()
 
     def close(self) -> None:
         """Django closes responses synchronously; end the span even if the body was never read."""
+        self._traced.set_outcome(CLOSED_EARLY)  # only if the body did not already end the span
         self._traced.end()
 
 

@@ -189,7 +189,7 @@ class LLMOtelCallbackHandler(BaseCallbackHandler):
     ) -> None:
         run = self._pop(run_id)
         if run is not None:
-            close_run(run, self._error(error))
+            self._close_failed(run, self._error(error))
 
     # -- chat models and LLMs -------------------------------------------------------
     @never_raises("langchain.on_chat_model_start")
@@ -270,7 +270,7 @@ class LLMOtelCallbackHandler(BaseCallbackHandler):
         partial = kwargs.get("response")
         if run.call is not None and partial is not None:
             apply_llm_result(run.call, partial)  # tokens streamed before the failure are still billed
-        close_run(run, self._error(error))
+        self._close_failed(run, self._error(error))
 
     # -- tools ----------------------------------------------------------------------
     @never_raises("langchain.on_tool_start")
@@ -324,7 +324,7 @@ class LLMOtelCallbackHandler(BaseCallbackHandler):
     ) -> None:
         run = self._pop(run_id)
         if run is not None:
-            close_run(run, self._error(error))
+            self._close_failed(run, self._error(error))
 
     # -- retrievers -------------------------------------------------------------------
     @never_raises("langchain.on_retriever_start")
@@ -365,7 +365,7 @@ class LLMOtelCallbackHandler(BaseCallbackHandler):
     ) -> None:
         run = self._pop(run_id)
         if run is not None:
-            close_run(run, self._error(error))
+            self._close_failed(run, self._error(error))
 
     # -- internals ----------------------------------------------------------------------
     def _begin(self, run_id: Any, parent_run_id: Any) -> tuple[Hashable, Context, Hashable | None, Telemetry] | None:
@@ -450,6 +450,15 @@ class LLMOtelCallbackHandler(BaseCallbackHandler):
         if run is None and not ended_recently:
             self._unknown("run_id_missing" if key is None else "run_unknown")
         return run
+
+    def _close_failed(self, run: Run, error: BaseException | str) -> None:
+        close_run(run, error)
+        if run.root is None and adapter.interruption_of(error) == adapter.CANCELLED:
+            # A cancelled async run never reports the end of the model calls it was awaiting
+            # (asyncio.gather is cancelled before LangChain's error callbacks run): end them now,
+            # as cancelled, instead of as abandoned errors a minute later.
+            for orphan in self._runs.pop_descendants(run.key):
+                close_run(orphan, error)
 
     def _error(self, error: Any) -> BaseException | str:
         if isinstance(error, BaseException):

@@ -22,7 +22,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from llm_otel import _names as n
 from llm_otel._content import input_messages_json, output_messages_json
 from llm_otel._context import ambient_labels, current_call, request_rollup
-from llm_otel._errors import describe
+from llm_otel._errors import describe, interruption_of
 from llm_otel._errors import error_type as classify_error
 from llm_otel._extract import ResponseFacts, facts_from, uneventful_chunk, usage_from_mapping
 from llm_otel._log import internal_error, log_once
@@ -79,7 +79,7 @@ class CallSpec:
 
     @functools.cached_property
     def series_sets(self) -> dict[tuple[str | None, ...], Series]:
-        """Metric series by (provider, request model, response model, error type), for calls
+        """Metric series by (provider, request model, response model, error type, outcome), for calls
         without ambient labels; bounded like ``start_attribute_sets``."""
         return {}
 
@@ -94,6 +94,7 @@ class LLMCall:
     chunks = 0
     time_to_first_chunk_s: float | None = None
     cost_usd: float | None = None
+    outcome: str | None = None  # closed_early / cancelled: the call stopped without failing
     _input_messages: Any = None
     _span_provider: str | None = None  # the provider attribute the span started with
     _start = 0.0
@@ -125,6 +126,9 @@ class LLMCall:
     # -- lifecycle -------------------------------------------------------
     def start(self, *, activate: bool = False) -> LLMCall:
         """Open the span; ``activate`` makes it the current span (and this the current call)."""
+        if not self.telemetry.enabled:
+            self.ended = True  # enabled=False: a call that records nothing; end() and fail() do nothing
+            return self
         try:
             # the call site's own labels win over ambient ones (route, baggage)
             ambient = ambient_labels.get()
@@ -152,13 +156,27 @@ class LLMCall:
         self._call_token = current_call.set(self)
 
     def end(self, *, outcome: str | None = None) -> None:
-        """Finish as successful; ``outcome="closed_early"`` marks a stream the caller stopped reading."""
-        if outcome is not None and not self.ended and self.span.is_recording():
-            self.span.set_attribute(n.LLM_STREAM_OUTCOME, outcome)
+        """Finish without error; ``outcome="closed_early"`` marks a stream the caller stopped reading,
+        ``outcome="cancelled"`` a call whose caller was cancelled (any other value is ignored)."""
+        if outcome is not None and not self.ended:
+            if outcome in n.STREAM_OUTCOMES:
+                self.outcome = outcome
+            else:
+                self.problems.add("outcome:invalid")
         self._finish(None)
 
     def fail(self, error: BaseException | str) -> None:
-        """Finish as failed; ``error`` is the exception (or an error.type string from a callback)."""
+        """Finish as failed; ``error`` is the exception (or an error.type string from a callback).
+
+        Cancellation, ``GeneratorExit`` and ``KeyboardInterrupt`` are not failures: the call
+        ends with ``llm.stream.outcome`` set instead of ``error.type``.
+        """
+        outcome = interruption_of(error)
+        if outcome is not None:
+            if not self.ended:
+                self.outcome = outcome
+            self._finish(None)
+            return
         self._finish(error)
 
     # -- what the call returned ------------------------------------------
@@ -343,7 +361,7 @@ class LLMCall:
             try:
                 self.span.end()
                 # offered only now, so the scorer never races the call's own span
-                if error is None and self.telemetry.evaluator is not None:
+                if error is None and self.outcome is None and self.telemetry.evaluator is not None:
                     self.telemetry.evaluator.offer(self)
             except Exception as exc:
                 internal_error("span.end", exc)
@@ -375,7 +393,8 @@ class LLMCall:
         error_type = None if error is None else classify_error(error)
         rate_limited = error_type == n.RATE_LIMIT_ERROR_TYPE
 
-        series = self._series(telemetry.recorder, provider, request_model, error_type)
+        outcome = self.outcome
+        series = self._series(telemetry.recorder, provider, request_model, error_type, outcome)
         bounded = series.attributes
 
         quote = None
@@ -399,8 +418,11 @@ class LLMCall:
         elif usage.known:
             # pricing half a call would understate it; an unknown price is not a partial one
             quote = Quote(None, n.UNKNOWN_VALUE, "usage_incomplete")
-            unpriced = True
-        elif error is None:
+            # a stream stopped before its usage arrived lacks usage, not a price: LLMUnpricedCalls
+            # would ask for a price override
+            unpriced = outcome is None
+        elif error is None and outcome is None:
+            # an interrupted call, like a failed one, may never have had usage to report
             unpriced = True
             if self.spec.operation != n.OP_EMBEDDINGS:  # embedding APIs often report no usage at all
                 self.problems.add("usage:missing")
@@ -436,10 +458,10 @@ class LLMCall:
             self._annotate_span(provider, request_model, error, error_type, quote, unpriced)
 
     def _series(self, recorder: Recorder, provider: str | None, request_model: str | None,
-                error_type: str | None) -> Series:
+                error_type: str | None, outcome: str | None = None) -> Series:
         """The call's bounded metric attributes; a call site reuses them while its labels repeat."""
         response_model = self.facts.response_model
-        key = (provider, request_model, response_model, error_type)
+        key = (provider, request_model, response_model, error_type, outcome)
         cache = self.spec.series_sets if self.labels is self.spec.static_labels else None
         if cache is not None:
             found = cache.get(key)
@@ -452,7 +474,10 @@ class LLMCall:
             labels[n.GEN_AI_RESPONSE_MODEL] = response_model
         if error_type is not None:
             labels[n.ERROR_TYPE] = error_type
-        series = recorder.series(recorder.bound_in_place(labels))
+        bounded = recorder.bound_in_place(labels)
+        if outcome is not None:
+            bounded[n.LLM_STREAM_OUTCOME] = outcome  # two possible values: added past the guard, never folded
+        series = recorder.series(bounded)
         # A folded label is not kept: every call past the cap is counted by the guard again.
         # The guard never forgets an admitted value, so a kept series stays exact.
         # (an entry left by an earlier configure() is replaced even when the cache is full)
@@ -503,6 +528,8 @@ class LLMCall:
             attributes[n.LLM_COST_UNPRICED_REASON] = "usage_unknown"
         if self.problems.reasons:
             attributes[n.LLM_USAGE_UNKNOWN] = list(self.problems.reasons)
+        if self.outcome is not None:
+            attributes[n.LLM_STREAM_OUTCOME] = self.outcome
         if self.streaming:
             attributes[n.LLM_STREAMING] = True
             attributes[n.LLM_STREAM_CHUNKS] = self.chunks

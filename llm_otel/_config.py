@@ -115,8 +115,19 @@ SETTINGS: tuple[Setting, ...] = (
 SETTINGS_BY_NAME: Mapping[str, Setting] = {s.name: s for s in SETTINGS}
 
 
-def resolve(arguments: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """Settings by name; a bad environment value raises ValueError naming the variable."""
+def resolve(
+    arguments: Mapping[str, Any],
+    environ: Mapping[str, str] | None = None,
+    *,
+    bad: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Settings by name; a bad environment value raises ValueError naming the variable.
+
+    With ``bad`` (a dict to fill) nothing raises: a bad value falls back to the
+    setting's default and ``bad[variable]`` says why. The kit's lazy set-up uses
+    this, so a call path never raises because of a setting; ``configure()`` keeps
+    the strict form and fails at start-up.
+    """
     env = os.environ if environ is None else environ
     resolved: dict[str, Any] = {}
     for setting in SETTINGS:
@@ -129,7 +140,9 @@ def resolve(arguments: Mapping[str, Any], environ: Mapping[str, str] | None = No
                     try:
                         value = setting.parse(raw)
                     except ValueError as exc:
-                        raise ValueError(f"{var}={raw!r}: {exc}") from None
+                        if bad is None:
+                            raise ValueError(f"{var}={raw!r}: {exc}") from None
+                        bad[var] = f"{var}={raw!r}: {exc}"
                     break
         resolved[setting.name] = value
     if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true" and arguments.get("enabled") is None:

@@ -134,8 +134,14 @@ def _wrap(fn: Callable[P, R], spec: CallSpec) -> Callable[P, R]:
         @functools.wraps(fn)
         def async_gen_wrapper(*args: Any, **kwargs: Any) -> Any:
             call = site.open(args, kwargs, activate=False)
-            agen = fn(*args, **kwargs)
-            return agen if call is None else traced_async_generator(agen, call)
+            if call is None:
+                return fn(*args, **kwargs)
+            try:
+                agen = fn(*args, **kwargs)
+            except BaseException as exc:  # wrong arguments: the body never ran
+                call.fail(exc)
+                raise
+            return traced_async_generator(agen, call)
 
         return async_gen_wrapper
 
@@ -144,8 +150,14 @@ def _wrap(fn: Callable[P, R], spec: CallSpec) -> Callable[P, R]:
         @functools.wraps(fn)
         def gen_wrapper(*args: Any, **kwargs: Any) -> Any:
             call = site.open(args, kwargs, activate=False)
-            gen = fn(*args, **kwargs)
-            return gen if call is None else traced_generator(gen, call)
+            if call is None:
+                return fn(*args, **kwargs)
+            try:
+                gen = fn(*args, **kwargs)
+            except BaseException as exc:  # wrong arguments: the body never ran
+                call.fail(exc)
+                raise
+            return traced_generator(gen, call)
 
         return gen_wrapper
 

@@ -3,6 +3,7 @@ failed spans."""
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from opentelemetry.trace import Span, Status, StatusCode
@@ -60,9 +61,14 @@ def fail_span(span: Span, error: BaseException | str | None) -> None:
 
     Sets ``error.type`` as ``error_type`` names it (so a rate limit reads the same on the model
     span and on the chain around it), an ERROR status, and the exception event when it can be
-    printed. The caller ends the span.
+    printed. The caller ends the span. Cancellation, GeneratorExit and KeyboardInterrupt are
+    not failures: the span gets ``llm.stream.outcome`` (``cancelled``/``closed_early``) instead.
     """
     if not span.is_recording():
+        return
+    outcome = interruption_of(error)
+    if outcome is not None:
+        span.set_attribute(n.LLM_STREAM_OUTCOME, outcome)
         return
     kind = error_type(error)
     described = describe(error) if isinstance(error, BaseException) else error
@@ -76,3 +82,27 @@ def mark_closed_early(span: Span) -> None:
     """The consumer stopped reading a stream: an outcome, not a failure."""
     if span.is_recording():
         span.set_attribute(n.LLM_STREAM_OUTCOME, n.STREAM_CLOSED_EARLY)
+
+
+def interruption_of(exc: BaseException | str | None) -> str | None:
+    """The outcome (``closed_early``/``cancelled``) when ``exc`` stopped a call that did not fail.
+
+    A consumer that stops reading (``GeneratorExit``), a cancelled task
+    (``asyncio.CancelledError``: what a client hang-up under uvicorn raises in the
+    handler) and Ctrl-C (``KeyboardInterrupt``) say nothing about the provider, so
+    they must not count as LLM errors. Cancellation classes are looked up only in
+    modules already imported: the kit imports no event loop.
+    """
+    if not isinstance(exc, BaseException) or isinstance(exc, Exception):
+        return None  # fast path: an ordinary exception is an error
+    if isinstance(exc, GeneratorExit):
+        return n.STREAM_CLOSED_EARLY
+    if isinstance(exc, KeyboardInterrupt):
+        return n.STREAM_CANCELLED
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is not None and isinstance(exc, asyncio.CancelledError):
+        return n.STREAM_CANCELLED
+    trio = sys.modules.get("trio")
+    if trio is not None and isinstance(exc, getattr(trio, "Cancelled", ())):
+        return n.STREAM_CANCELLED
+    return None

@@ -72,7 +72,7 @@ LLM_COST_UNPRICED_REASON = "llm.cost.unpriced_reason"
 LLM_TIME_TO_FIRST_CHUNK = "llm.time_to_first_chunk_s"
 LLM_STREAMING = "llm.streaming"
 LLM_STREAM_CHUNKS = "llm.stream.chunks"
-LLM_STREAM_OUTCOME = "llm.stream.outcome"
+LLM_STREAM_OUTCOME = "llm.stream.outcome"  # how a call ended that did not run to completion
 LLM_RETRIEVAL_DOCUMENT_COUNT = "llm.retrieval.document_count"
 LLM_USAGE_UNKNOWN = "llm.usage.unknown_reason"
 LLM_ROLLUP_CALLS = "llm.calls"
@@ -93,7 +93,11 @@ SIGNAL = "signal"
 OVERFLOW_VALUE = "_other"
 UNKNOWN_VALUE = "unknown"
 RATE_LIMIT_ERROR_TYPE = "rate_limited"
-STREAM_CLOSED_EARLY = "closed_early"  # llm.stream.outcome when the caller stopped reading
+
+# llm.stream.outcome values (a closed set: it is a metric label). Neither is an error.
+STREAM_CLOSED_EARLY = "closed_early"  # the consumer stopped reading (GeneratorExit, close(), never iterated)
+STREAM_CANCELLED = "cancelled"  # the caller was cancelled or interrupted (asyncio.CancelledError, Ctrl-C)
+STREAM_OUTCOMES: frozenset[str] = frozenset({STREAM_CLOSED_EARLY, STREAM_CANCELLED})
 
 # Attribute keys allowed on metrics (bounded by the cardinality guard).
 METRIC_ATTRIBUTE_KEYS: tuple[str, ...] = (
@@ -106,6 +110,7 @@ METRIC_ATTRIBUTE_KEYS: tuple[str, ...] = (
     LLM_PROMPT_NAME,
     LLM_PROMPT_VERSION,
     ERROR_TYPE,
+    LLM_STREAM_OUTCOME,
 )
 
 # --- bucket boundaries (semantic-convention advisory values) ---

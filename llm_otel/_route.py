@@ -15,7 +15,7 @@ from typing_extensions import ParamSpec
 
 from llm_otel import _names as n
 from llm_otel._context import ambient_labels
-from llm_otel._errors import error_type
+from llm_otel._errors import describe, error_type, interruption_of
 from llm_otel._log import internal_error
 from llm_otel._runtime import current
 
@@ -73,17 +73,30 @@ class route:
         tokens, self._tokens = self._tokens, None
         try:
             if exc is not None and self._span.is_recording():
-                self._span.set_attribute(n.ERROR_TYPE, error_type(exc))
-                self._span.set_status(Status(StatusCode.ERROR, str(exc)[:500]))
-            self._span.end()
+                self._mark(exc)
         except Exception as err:
             internal_error("route.exit", err)
+        finally:
+            try:
+                self._span.end()  # whatever the exception did above
+            except Exception as err:
+                internal_error("route.end", err)
         if tokens is not None:
             try:
                 ambient_labels.reset(tokens[1])
                 otel_context.detach(tokens[0])
             except Exception as err:
                 internal_error("route.detach", err)
+
+    def _mark(self, exc: BaseException) -> None:
+        outcome = interruption_of(exc)
+        if outcome is not None:  # cancelled or closed early: not a failed routing decision
+            self._span.set_attribute(n.LLM_STREAM_OUTCOME, outcome)
+            return
+        kind = error_type(exc)
+        self._span.set_attribute(n.ERROR_TYPE, kind)
+        # an exception whose __str__ raises is described by its type
+        self._span.set_status(Status(StatusCode.ERROR, (describe(exc) or kind)[:500]))
 
     async def __aenter__(self) -> route:
         return self.__enter__()

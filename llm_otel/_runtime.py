@@ -19,6 +19,7 @@ from opentelemetry.trace import Tracer, TracerProvider
 from llm_otel import _config
 from llm_otel._cardinality import CardinalityGuard
 from llm_otel._content import Redactor, default_redactor
+from llm_otel._log import log_once
 from llm_otel._metrics import Recorder
 from llm_otel._pricing import Price, PriceBook, load_price_file
 from llm_otel._sampling import DropForecast
@@ -101,11 +102,36 @@ def current() -> Telemetry:
         return state
     with _lock:
         if _state is None:
-            settings = _config.resolve({})
-            _set(_build(settings, trace.get_tracer_provider(), metrics.get_meter_provider(), _file_prices(settings),
-                        None, []))
+            _set(_lazy_build())
         assert _state is not None
         return _state
+
+
+# A bad setting met without configure() (which would have raised at start-up): counted
+# under this source, the environment variable as the reason (a closed set: the settings table).
+SETTINGS_SOURCE = "settings"
+PRICES_FILE_VARIABLE = "LLM_OTEL_PRICES_FILE"
+
+
+def _lazy_build() -> Telemetry:
+    """Telemetry for a process that never called configure(); never raises for a bad setting.
+
+    The first LLM call builds it, so raising would turn a typo in the environment into a
+    failed request. A bad value falls back to its default, is logged once and counted.
+    """
+    bad: dict[str, str] = {}
+    settings = _config.resolve({}, bad=bad)
+    tracer_provider, meter_provider = trace.get_tracer_provider(), metrics.get_meter_provider()
+    try:
+        state = _build(settings, tracer_provider, meter_provider, _file_prices(settings), None, [])
+    except Exception as exc:  # a missing, unreadable or malformed prices file
+        bad[PRICES_FILE_VARIABLE] = f"{PRICES_FILE_VARIABLE}={settings.get('prices_file')!r}: {exc}"
+        state = _build(settings, tracer_provider, meter_provider, {}, None, [])
+    for variable, why in bad.items():
+        state.recorder.count_unknown_input(SETTINGS_SOURCE, variable)
+        log_once(f"setting:{variable}", "llm-otel: ignored a bad setting (%s); using the default instead. "
+                 "configure() would refuse it at start-up.", why)
+    return state
 
 
 def _set(state: Telemetry) -> None:
@@ -115,7 +141,12 @@ def _set(state: Telemetry) -> None:
 
 def _file_prices(settings: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
     path = settings.get("prices_file")
-    return load_price_file(path) if path else {}
+    if not path:
+        return {}
+    try:
+        return load_price_file(path)
+    except Exception as exc:  # name the setting: "No such file" alone does not say which
+        raise ValueError(f"prices_file / LLM_OTEL_PRICES_FILE={path!r}: {exc}") from exc
 
 
 def configure(

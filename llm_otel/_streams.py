@@ -3,18 +3,26 @@
 While the wrapped generator runs, the call's span is the current span, so
 HTTP client spans made inside it nest correctly; between chunks the caller's
 context is restored.
+
+A traced generator's call starts when the generator function is called (the
+caller's span is its parent, as for any other call). A generator that is then
+never iterated never runs its body, so nothing would end that call: a
+finalizer ends it as ``closed_early`` when the generator is garbage-collected.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
 from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
+from llm_otel import _names as n
 from llm_otel._call import LLMCall
 from llm_otel._context import current_call
+from llm_otel._log import internal_error
 
 
 def _activate(call: LLMCall, ctx: otel_context.Context) -> tuple[object, Any]:
@@ -28,10 +36,51 @@ def _deactivate(tokens: tuple[object, Any]) -> None:
 
 
 def _closed_early(call: LLMCall) -> None:
-    call.end(outcome="closed_early")
+    call.end(outcome=n.STREAM_CLOSED_EARLY)
+
+
+def _end_if_open(call: LLMCall) -> None:
+    try:
+        if not call.ended:
+            _closed_early(call)
+    except Exception as exc:  # runs inside the garbage collector: never raise there
+        internal_error("stream.collected", exc)
+
+
+def _end_when_collected(stream: object, call: LLMCall) -> weakref.finalize[[LLMCall], object]:
+    """End ``call`` as closed early if ``stream`` is collected before it ever ran.
+
+    Only an unstarted generator needs this: once started, collecting it throws
+    GeneratorExit into it, which ends the call, so the generator detaches this
+    finalizer on its first step (and the registry stops holding the call).
+    ``weakref.finalize`` (not a plain weak reference) because the generator, its
+    frame and the call may form a cycle whose weak-reference callbacks the cycle
+    collector would drop; its registry keeps the finalizer alive instead.
+    """
+    finalizer = weakref.finalize(stream, _end_if_open, call)
+    finalizer.atexit = False  # at exit the providers are shutting down; nothing left to record to
+    return finalizer
+
+
+Unstarted = list["weakref.finalize[[LLMCall], object]"]
 
 
 def traced_generator(gen: Generator[Any, Any, Any], call: LLMCall) -> Generator[Any, Any, Any]:
+    unstarted: Unstarted = []
+    traced = _traced_generator(gen, call, unstarted)
+    unstarted.append(_end_when_collected(traced, call))
+    return traced
+
+
+def traced_async_generator(agen: AsyncGenerator[Any, Any], call: LLMCall) -> AsyncGenerator[Any, Any]:
+    unstarted: Unstarted = []
+    traced = _traced_async_generator(agen, call, unstarted)
+    unstarted.append(_end_when_collected(traced, call))
+    return traced
+
+
+def _traced_generator(gen: Generator[Any, Any, Any], call: LLMCall, unstarted: Unstarted) -> Generator[Any, Any, Any]:
+    unstarted.pop().detach()
     ctx = trace.set_span_in_context(call.span)  # built once, attached around each chunk
     sent: Any = None
     thrown: BaseException | None = None
@@ -64,7 +113,10 @@ def traced_generator(gen: Generator[Any, Any, Any], call: LLMCall) -> Generator[
             thrown = exc
 
 
-async def traced_async_generator(agen: AsyncGenerator[Any, Any], call: LLMCall) -> AsyncGenerator[Any, Any]:
+async def _traced_async_generator(
+    agen: AsyncGenerator[Any, Any], call: LLMCall, unstarted: Unstarted
+) -> AsyncGenerator[Any, Any]:
+    unstarted.pop().detach()
     ctx = trace.set_span_in_context(call.span)  # built once, attached around each chunk
     sent: Any = None
     thrown: BaseException | None = None

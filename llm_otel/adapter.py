@@ -24,11 +24,12 @@ from opentelemetry.trace import Tracer
 from llm_otel import _names as names
 from llm_otel._call import CallSpec, LLMCall, start_call
 from llm_otel._context import RequestRollup, labels, request_rollup
-from llm_otel._errors import error_type, fail_span, mark_closed_early
+from llm_otel._errors import error_type, fail_span, interruption_of, mark_closed_early
 from llm_otel._log import internal_error, log_once, never_raises
 from llm_otel._runtime import Telemetry, current
 
 __all__ = [
+    "CANCELLED",
     "CLOSED_EARLY",
     "CallSpec",
     "LLMCall",
@@ -39,6 +40,7 @@ __all__ = [
     "error_type",
     "fail_span",
     "internal_error",
+    "interruption_of",
     "labels",
     "log_once",
     "mark_closed_early",
@@ -52,6 +54,12 @@ __all__ = [
 
 CLOSED_EARLY = names.STREAM_CLOSED_EARLY
 """``call.end(outcome=CLOSED_EARLY)``: the consumer stopped reading a stream (not a failure)."""
+CANCELLED = names.STREAM_CANCELLED
+"""``call.end(outcome=CANCELLED)``: the caller was cancelled or interrupted (not a failure).
+
+``call.fail(exc)`` and ``fail_span(span, exc)`` already turn ``asyncio.CancelledError``,
+``GeneratorExit`` and ``KeyboardInterrupt`` into these outcomes; ``interruption_of(exc)``
+says which (None for a real failure), for adapters that end spans of their own."""
 
 
 def tracer() -> Tracer:

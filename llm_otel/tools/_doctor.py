@@ -182,6 +182,9 @@ def check_configuration(environ: Mapping[str, str]) -> tuple[Check, dict[str, An
                 problems.append(f"{var}={raw!r} is invalid ({exc}; it sets: {setting.doc.rstrip('.')})")
                 bad.add(var)
     settings = _config.resolve({}, {k: v for k, v in environ.items() if k not in bad})
+    prices_problem = _prices_file_problem(settings.get("prices_file"))
+    if prices_problem is not None:
+        problems.append(prices_problem)
     if problems:
         return (
             Check("configuration", "FAIL", "; ".join(problems),
@@ -222,6 +225,33 @@ def check_configuration(environ: Mapping[str, str]) -> tuple[Check, dict[str, An
             settings,
         )
     return Check("configuration", "OK", summary), settings
+
+
+def _prices_file_problem(path: Any) -> str | None:
+    """Why the LLM_OTEL_PRICES_FILE cannot be used (missing, unreadable, malformed), or None.
+
+    A traced call without configure() would ignore such a file (and count it); configure() refuses it.
+    """
+    if not path:
+        return None
+    from llm_otel import Price
+
+    try:
+        with open(path, encoding="utf-8") as file:
+            text = file.read()
+        if str(path).endswith((".yaml", ".yml")):
+            import yaml
+
+            data = yaml.safe_load(text)
+        else:
+            data = json.loads(text)
+        if not isinstance(data, Mapping):
+            raise ValueError("expected a mapping of model name to prices")
+        for model, raw in data.items():
+            Price.from_mapping(str(model), raw)
+    except Exception as exc:
+        return f"LLM_OTEL_PRICES_FILE={path!r} cannot be used ({type(exc).__name__}: {exc})"
+    return None
 
 
 def check_otlp(settings: Mapping[str, Any], timeout: float) -> tuple[Check, Endpoint | None]:

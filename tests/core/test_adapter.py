@@ -155,3 +155,27 @@ def test_rollup_attributes_leave_out_a_partial_cost() -> None:
     attributes = adapter.rollup_attributes(rollup)
     assert _names.LLM_ROLLUP_COST_USD not in attributes
     assert attributes[_names.LLM_ROLLUP_UNPRICED] == 1 and attributes[_names.LLM_ROLLUP_ERRORS] == 1
+
+
+def test_interruptions_are_outcomes_on_spans_that_are_not_calls() -> None:
+    import asyncio
+
+    from llm_otel.testing import capture
+
+    with capture() as telemetry:
+        for name, error in (("cancelled", asyncio.CancelledError()), ("closed", GeneratorExit()),
+                            ("interrupted", KeyboardInterrupt()), ("failed", ValueError("x"))):
+            span = adapter.tracer().start_span(name)
+            adapter.fail_span(span, error)
+            span.end()
+        by_name = {s.name: s for s in telemetry.spans()}
+    assert adapter.interruption_of(asyncio.CancelledError()) == adapter.CANCELLED == "cancelled"
+    assert adapter.interruption_of(GeneratorExit()) == adapter.CLOSED_EARLY
+    assert adapter.interruption_of(ValueError("x")) is None
+    assert adapter.interruption_of("asyncio.CancelledError") is None  # a string is an error.type already
+    for name, outcome in (("cancelled", "cancelled"), ("closed", "closed_early"), ("interrupted", "cancelled")):
+        attributes = dict(by_name[name].attributes or {})
+        assert attributes[_names.LLM_STREAM_OUTCOME] == outcome
+        assert _names.ERROR_TYPE not in attributes
+        assert by_name[name].status.status_code.name == "UNSET"
+    assert dict(by_name["failed"].attributes or {})[_names.ERROR_TYPE] == "ValueError"

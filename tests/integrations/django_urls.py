@@ -99,6 +99,38 @@ async def astream(request: HttpRequest) -> HttpResponse:
     return StreamingHttpResponse(body())
 
 
+# Set while a view waits on the (never answering) provider; the disconnect tests hang up then.
+WAITING: dict[str, asyncio.Event] = {}
+
+
+@llm_otel.traced_llm(provider="openai", model="gpt-4o-mini")
+async def ask_forever(prompt: str) -> dict[str, Any]:
+    WAITING["view"].set()
+    await asyncio.sleep(3600)
+    return chat_response()
+
+
+@llm_otel.traced_llm(provider="openai", model="gpt-4o-mini")
+async def stream_forever(prompt: str) -> AsyncIterator[dict[str, Any]]:
+    yield stream_chunks(["a"], prompt_tokens=10, completion_tokens=2)[0]
+    await asyncio.sleep(3600)  # the provider stalls after the first chunk
+    yield stream_chunks(["b"], prompt_tokens=10, completion_tokens=2)[0]
+
+
+async def await_provider(request: HttpRequest) -> HttpResponse:
+    await ask_forever("hi")
+    return HttpResponse("never")
+
+
+async def stream_stalled(request: HttpRequest) -> HttpResponse:
+    async def body() -> AsyncIterator[bytes]:
+        async for chunk in stream_forever("hi"):
+            yield repr(chunk).encode() + b"\n"
+            WAITING["stream"].set()
+
+    return StreamingHttpResponse(body())
+
+
 def echo_baggage(request: HttpRequest) -> HttpResponse:
     return JsonResponse({"baggage": dict(baggage.get_all())})
 
@@ -116,6 +148,8 @@ urlpatterns = [
     path("stream/", stream),
     path("astream/", astream),
     path("baggage/", echo_baggage),
+    path("await-provider/", await_provider),
+    path("stream-stalled/", stream_stalled),
     path("health/", health),
     path("static/<str:name>", health),
 ]

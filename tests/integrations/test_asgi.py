@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import random
 import secrets
@@ -677,3 +678,135 @@ def test_importing_the_kit_or_the_asgi_middleware_imports_no_web_framework() -> 
         "assert not loaded, loaded\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# --- client hang-ups and cancellation: outcomes, not errors -------------------------------
+@llm_otel.traced_llm(provider="openai", model="gpt-4o-mini")
+async def stream_then_stall(first_sent: asyncio.Event) -> AsyncIterator[dict[str, Any]]:
+    yield stream_chunks(["a"], prompt_tokens=10, completion_tokens=3)[0]
+    first_sent.set()
+    await asyncio.sleep(3600)  # the provider stalls after the first chunk
+    yield stream_chunks(["b"], prompt_tokens=10, completion_tokens=3)[0]
+
+
+def stalled_stream_app(first_sent: asyncio.Event) -> Any:
+    async def endpoint(request: Request) -> Response:
+        async def body() -> AsyncIterator[str]:
+            async for chunk in stream_then_stall(first_sent):
+                yield json.dumps(chunk) + "\n"
+
+        return StreamingResponse(body(), media_type="application/x-ndjson")
+
+    return Starlette(routes=[Route("/stream", endpoint)], middleware=[Middleware(LLMOtelMiddleware)])
+
+
+async def serve_once(app: Any, receive: Any, send: Any, spec_version: str) -> None:
+    scope = {
+        "type": "http", "asgi": {"version": "3.0", "spec_version": spec_version}, "http_version": "1.1",
+        "method": "GET", "scheme": "http", "path": "/stream", "raw_path": b"/stream", "query_string": b"",
+        "root_path": "", "headers": [(b"host", b"testserver")], "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+    }
+    await asyncio.wait_for(app(scope, receive, send), 20)
+
+
+def assert_hang_up_is_no_error(telemetry: CapturedTelemetry, call_outcome: str) -> None:
+    server = server_span(telemetry)
+    attrs = span_attributes(server)
+    assert attrs["llm.stream.outcome"] == "closed_early"
+    assert "error.type" not in attrs and server.status.status_code is StatusCode.UNSET
+    assert [e.name for e in server.events] == []
+    (call,) = llm_spans(telemetry)
+    call_attrs = span_attributes(call)
+    assert call_attrs["llm.stream.outcome"] == call_outcome
+    assert "error.type" not in call_attrs and call.status.status_code is StatusCode.UNSET
+    assert telemetry.counter("llm.errors") == 0
+    assert telemetry.histogram_count("gen_ai.client.operation.duration", llm__stream__outcome=call_outcome) == 1
+
+
+async def test_client_disconnect_cancels_the_stream_without_an_error(telemetry: CapturedTelemetry) -> None:
+    """ASGI < 2.4 (uvicorn): Starlette watches for http.disconnect and cancels the streaming task."""
+    first_sent = asyncio.Event()
+    requested = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal requested
+        if not requested:
+            requested = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await first_sent.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        pass
+
+    await serve_once(stalled_stream_app(first_sent), receive, send, "2.3")
+
+    assert_hang_up_is_no_error(telemetry, "cancelled")
+
+
+async def test_write_to_a_gone_client_ends_the_request_without_an_error(telemetry: CapturedTelemetry) -> None:
+    """ASGI 2.4: the server's send raises an OSError, which Starlette turns into ClientDisconnect."""
+    from starlette.requests import ClientDisconnect
+
+    bodies = 0
+
+    async def receive() -> dict[str, Any]:
+        await asyncio.sleep(3600)
+        raise AssertionError("unreachable")
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal bodies
+        if message["type"] == "http.response.body":
+            bodies += 1
+            if bodies > 1:
+                raise OSError("connection reset by peer")
+
+    # The second body write fails, so the stream must reach its second chunk: do not stall.
+    @llm_otel.traced_llm(provider="openai", model="gpt-4o-mini")
+    async def two_chunks() -> AsyncIterator[dict[str, Any]]:
+        for chunk in stream_chunks(["a", "b", "c"], prompt_tokens=10, completion_tokens=3):
+            yield chunk
+
+    async def endpoint(request: Request) -> Response:
+        async def body() -> AsyncIterator[str]:
+            async for chunk in two_chunks():
+                yield json.dumps(chunk) + "\n"
+
+        return StreamingResponse(body(), media_type="application/x-ndjson")
+
+    app = Starlette(routes=[Route("/stream", endpoint)], middleware=[Middleware(LLMOtelMiddleware)])
+    with pytest.raises(ClientDisconnect):
+        await serve_once(app, receive, send, "2.4")
+    gc.collect()  # Starlette leaves the body iterator suspended; collecting it closes the call
+    await asyncio.sleep(0)  # the event loop's async-generator finalizer runs aclose()
+    await asyncio.sleep(0)
+
+    assert_hang_up_is_no_error(telemetry, "closed_early")
+
+
+async def test_cancelled_request_ends_the_server_span_as_cancelled(telemetry: CapturedTelemetry) -> None:
+    entered = asyncio.Event()
+
+    async def endpoint(request: Request) -> Response:
+        entered.set()
+        await asyncio.sleep(3600)
+        return PlainTextResponse("never")
+
+    app = Starlette(routes=[Route("/stream", endpoint)], middleware=[Middleware(LLMOtelMiddleware)])
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        pass
+
+    task = asyncio.create_task(serve_once(app, receive, send, "2.3"))
+    await entered.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+    server = server_span(telemetry)
+    assert span_attributes(server)["llm.stream.outcome"] == "cancelled"
+    assert server.status.status_code is StatusCode.UNSET and "error.type" not in span_attributes(server)

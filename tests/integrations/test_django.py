@@ -290,3 +290,85 @@ def test_middleware_adapts_to_sync_and_async_chains() -> None:
 def test_invalid_settings_fail_at_startup(config: Any) -> None:
     with override_settings(LLM_OTEL=config), pytest.raises(ImproperlyConfigured):
         LLMOtelMiddleware(lambda request: HttpResponse("ok"))
+
+
+# --- client disconnects: outcomes, not errors ------------------------------------------
+async def serve_and_hang_up(path: str, hang_up: asyncio.Event) -> list[dict[str, Any]]:
+    """Serve one request with Django's own ASGI handler; the client disconnects once ``hang_up`` is set."""
+    from django.core.handlers.asgi import ASGIHandler
+
+    sent: list[dict[str, Any]] = []
+    requested = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal requested
+        if not requested:
+            requested = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await hang_up.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}, "http_version": "1.1",
+        "method": "GET", "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
+        "root_path": "", "headers": [(b"host", b"testserver")], "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+    }
+    await asyncio.wait_for(ASGIHandler()(scope, receive, send), 20)
+    return sent
+
+
+def assert_cancelled_not_failed(telemetry: CapturedTelemetry, server_outcome: str) -> None:
+    server = server_span(telemetry)
+    attrs = span_attributes(server)
+    assert attrs["llm.stream.outcome"] == server_outcome
+    assert "error.type" not in attrs and server.status.status_code is StatusCode.UNSET
+    (call,) = llm_spans(telemetry)
+    call_attrs = span_attributes(call)
+    assert call_attrs["llm.stream.outcome"] == "cancelled"
+    assert "error.type" not in call_attrs and call.status.status_code is StatusCode.UNSET
+    assert telemetry.counter("llm.errors") == 0
+
+
+async def test_client_disconnect_while_the_view_waits_is_cancelled(telemetry: CapturedTelemetry) -> None:
+    views.WAITING["view"] = asyncio.Event()
+
+    sent = await serve_and_hang_up("/await-provider/", views.WAITING["view"])
+
+    assert sent == []  # no response: the view was cancelled
+    assert_cancelled_not_failed(telemetry, "cancelled")
+
+
+async def test_client_disconnect_mid_stream_is_cancelled(telemetry: CapturedTelemetry) -> None:
+    views.WAITING["stream"] = asyncio.Event()
+
+    sent = await serve_and_hang_up("/stream-stalled/", views.WAITING["stream"])
+
+    assert [m["type"] for m in sent][:2] == ["http.response.start", "http.response.body"]
+    assert server_span(telemetry).end_time is not None
+    assert_cancelled_not_failed(telemetry, "cancelled")
+
+
+def test_streaming_body_closed_before_its_end_is_closed_early(telemetry: CapturedTelemetry) -> None:
+    """What a WSGI server does when the client goes away: close the body it was writing."""
+    response = Client().get("/stream/")
+    next(iter(response.streaming_content))
+    response.close()
+
+    server = server_span(telemetry)
+    assert span_attributes(server)["llm.stream.outcome"] == "closed_early"
+    assert server.status.status_code is StatusCode.UNSET
+    (call,) = llm_spans(telemetry)
+    assert span_attributes(call)["llm.stream.outcome"] == "closed_early"
+    assert telemetry.counter("llm.errors") == 0
+
+
+def test_fully_read_streaming_body_has_no_outcome(telemetry: CapturedTelemetry) -> None:
+    response = Client().get("/stream/")
+    b"".join(response.streaming_content)
+    response.close()
+
+    assert "llm.stream.outcome" not in span_attributes(server_span(telemetry))

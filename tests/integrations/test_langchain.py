@@ -848,3 +848,49 @@ def test_missing_langchain_gives_an_install_hint() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "pip install 'llm-otel[langchain]'" in result.stdout
+
+
+# --- cancellation and Ctrl-C: outcomes, not errors ---------------------------------------
+def assert_every_span_interrupted(telemetry: CapturedTelemetry, outcome: str) -> None:
+    chat = telemetry.span(CHAT)
+    assert chat.attributes["llm.stream.outcome"] == outcome  # type: ignore[index]
+    assert telemetry.span("invoke_workflow rag").attributes["llm.stream.outcome"] == outcome  # type: ignore[index]
+    for span in telemetry.spans():
+        assert span.status.status_code is StatusCode.UNSET, span.name
+        assert "error.type" not in (span.attributes or {}), span.name
+    assert telemetry.counter("llm.errors") == 0
+    assert telemetry.histogram_count("gen_ai.client.operation.duration", llm__stream__outcome=outcome) == 1
+
+
+async def test_cancelled_ainvoke_is_cancelled_not_an_error(
+    telemetry: CapturedTelemetry, handler: LLMOtelCallbackHandler
+) -> None:
+    from langchain_core.callbacks import AsyncCallbackHandler
+
+    model_called = asyncio.Event()
+
+    class ModelCalled(AsyncCallbackHandler):
+        async def on_chat_model_start(self, *args: Any, **kwargs: Any) -> None:
+            model_called.set()
+
+    chain = rag_chain(UsageChatModel(delay_s=3600))
+    task = asyncio.create_task(chain.ainvoke(QUESTION, config={"callbacks": [handler, ModelCalled()]}))
+    await asyncio.wait_for(model_called.wait(), 20)
+    await asyncio.sleep(0.01)  # the model is now awaiting its (never coming) answer
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+    assert_every_span_interrupted(telemetry, "cancelled")
+
+
+def test_keyboard_interrupt_in_the_model_is_cancelled_and_propagates_unchanged(
+    telemetry: CapturedTelemetry, handler: LLMOtelCallbackHandler
+) -> None:
+    interrupt = KeyboardInterrupt()
+
+    with pytest.raises(KeyboardInterrupt) as caught:
+        rag_chain(UsageChatModel(fail_with=interrupt)).invoke(QUESTION, config={"callbacks": [handler]})
+
+    assert caught.value is interrupt
+    assert_every_span_interrupted(telemetry, "cancelled")

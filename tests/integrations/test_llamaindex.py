@@ -753,3 +753,60 @@ def _run_steps(index: VectorStoreIndex, steps: list[tuple[Any, ...]]) -> None:
         span_handler.close()
         assert span_handler.in_flight == 0
         assert balance.started == balance.ended
+
+
+# -- cancellation and Ctrl-C: outcomes, not errors ------------------------------------------
+
+
+def assert_interrupted_not_failed(telemetry: CapturedTelemetry, outcome: str) -> None:
+    completion = telemetry.span(f"text_completion {MODEL}")
+    assert attributes(completion)[n.LLM_STREAM_OUTCOME] == outcome
+    for name in ("query", "synthesize", f"text_completion {MODEL}"):
+        span = telemetry.span(name)
+        assert span.end_time is not None, name
+        assert span.status.status_code is StatusCode.UNSET, name
+        assert n.ERROR_TYPE not in attributes(span), name
+    assert attributes(telemetry.span("query"))[n.LLM_STREAM_OUTCOME] == outcome
+    assert telemetry.counter(n.ERRORS.name) == 0
+    assert telemetry.histogram_count(n.OPERATION_DURATION.name, {n.LLM_STREAM_OUTCOME: outcome}) == 1
+
+
+_MODEL_WAITING: list[asyncio.Event] = []
+
+
+class StalledLLM(PricedLLM):
+    """Its async completion waits for an answer that never comes (a stalled provider)."""
+
+    @llm_completion_callback()
+    async def acomplete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        _MODEL_WAITING[-1].set()
+        await asyncio.sleep(3600)
+        return self._response()
+
+
+async def test_cancelled_async_query_is_cancelled_not_an_error(
+    index: VectorStoreIndex, telemetry: CapturedTelemetry, handlers: llamaindex.Instrumentation
+) -> None:
+    _MODEL_WAITING.append(asyncio.Event())
+    engine = index.as_query_engine(llm=StalledLLM())
+    task = asyncio.create_task(engine.aquery("What is the capital of France?"))
+    await asyncio.wait_for(_MODEL_WAITING[-1].wait(), 20)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+    assert_interrupted_not_failed(telemetry, "cancelled")
+    assert handlers.span_handler.in_flight == 0
+
+
+def test_keyboard_interrupt_in_the_model_is_cancelled_and_propagates_unchanged(
+    index: VectorStoreIndex, telemetry: CapturedTelemetry, handlers: llamaindex.Instrumentation
+) -> None:
+    interrupt = KeyboardInterrupt()
+    engine = index.as_query_engine(llm=PricedLLM(error=interrupt))
+
+    with pytest.raises(KeyboardInterrupt) as raised:
+        engine.query("What is the capital of France?")
+
+    assert raised.value is interrupt
+    assert_interrupted_not_failed(telemetry, "cancelled")
