@@ -13,6 +13,7 @@ from llm_otel._context import RequestRollup, labels, request_rollup
 from llm_otel._decorator import traced_llm
 from llm_otel._pricing import Price
 from llm_otel._quality import EvaluationSample, record_quality
+from llm_otel._retrieved import add_retrieved_context
 from llm_otel._route import route
 from llm_otel._runtime import Telemetry, configure, current, force_flush, shutdown
 from llm_otel._usage import TokenUsage
@@ -27,6 +28,7 @@ __all__ = [
     "Telemetry",
     "TokenUsage",
     "__version__",
+    "add_retrieved_context",
     "configure",
     "current",
     "default_redactor",

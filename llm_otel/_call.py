@@ -28,6 +28,7 @@ from llm_otel._extract import ResponseFacts, facts_from, uneventful_chunk, usage
 from llm_otel._log import internal_error, log_once
 from llm_otel._metrics import Recorder, Series
 from llm_otel._pricing import Quote
+from llm_otel._retrieved import passages_of, recall
 from llm_otel._runtime import Telemetry, current
 from llm_otel._usage import TokenUsage, UsageProblems
 
@@ -96,6 +97,7 @@ class LLMCall:
     cost_usd: float | None = None
     outcome: str | None = None  # closed_early / cancelled: the call stopped without failing
     _input_messages: Any = None
+    _retrieved: tuple[str, ...] | None = None  # passages given for this call (set_retrieved_context)
     _span_provider: str | None = None  # the provider attribute the span started with
     _start = 0.0
     _context: otel_context.Context | None = None  # the span's context, reused for exemplars
@@ -182,7 +184,7 @@ class LLMCall:
     # -- what the call returned ------------------------------------------
     def set_response(self, response: Any) -> None:
         try:
-            found = facts_from(response, self.problems, want_text=self.telemetry.wants_text)
+            found = facts_from(response, self.problems, want_text=self.wants_text)
             if self.facts.empty:
                 self.facts = found
             else:
@@ -199,7 +201,7 @@ class LLMCall:
         self.chunks += 1
         self.streaming = True
         try:
-            want_text = self.telemetry.wants_text
+            want_text = self.wants_text
             if self.chunks > 1 and not want_text and uneventful_chunk(chunk):
                 return  # model and id came with the first chunk; usage and finish come later
             self.facts.absorb(facts_from(chunk, self.problems, want_text=want_text))
@@ -274,8 +276,30 @@ class LLMCall:
     def input_messages(self) -> Any:
         return self._input_messages
 
+    def set_retrieved_context(self, documents: Any) -> None:
+        """Passages retrieved for this call (strings, LangChain Documents, LlamaIndex nodes):
+        the groundedness scorer checks the answer against them, in the background."""
+        try:
+            passages = passages_of(documents)
+            if passages:
+                self._retrieved = passages
+        except Exception as exc:
+            internal_error("call.set_retrieved_context", exc)
+
+    @property
+    def retrieved_context(self) -> tuple[str, ...] | None:
+        """This call's passages, else those a retrieval step of the same trace kept."""
+        if self._retrieved is not None:
+            return self._retrieved
+        return recall(self.span.get_span_context().trace_id)
+
+    @property
+    def wants_text(self) -> bool:
+        """Whether the answer text is kept: content capture, an evaluator, or context to score against."""
+        return self._retrieved is not None or self.telemetry.wants_text
+
     def add_output_text(self, text: str) -> None:
-        if self.telemetry.wants_text and isinstance(text, str):
+        if self.wants_text and isinstance(text, str):
             self.facts.output_text.append(text)
 
     # -- what adapters read back -----------------------------------------
@@ -570,8 +594,13 @@ def llm_call(
     prompt_version: str | None = None,
     usage: UsageReader | None = None,
     request_attributes: Mapping[str, Any] | None = None,
+    retrieved: Any = None,
 ) -> Iterator[LLMCall]:
     """Instrument a call site that cannot be decorated.
+
+    ``retrieved`` takes the passages the answer should be grounded in (strings,
+    LangChain Documents, LlamaIndex nodes); the built-in groundedness scorer
+    checks the answer against them in the background.
 
     >>> with llm_call(provider="openai", model="gpt-4o") as call:
     ...     response = client.chat.completions.create(model="gpt-4o", messages=messages)
@@ -579,6 +608,8 @@ def llm_call(
     """
     spec = CallSpec(operation, provider, model, task_type, prompt_name, prompt_version, usage)
     call = LLMCall(spec, request_attributes=request_attributes).start(activate=True)
+    if retrieved is not None:
+        call.set_retrieved_context(retrieved)
     try:
         yield call
     except BaseException as exc:

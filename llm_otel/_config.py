@@ -72,6 +72,16 @@ class Setting:
     doc: str
 
 
+def parse_choice(*choices: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        value = text.strip().lower()
+        if value not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}, got {text!r}")
+        return value
+
+    return parse
+
+
 SETTINGS: tuple[Setting, ...] = (
     Setting("service_name", ("OTEL_SERVICE_NAME",), "llm-app", str,
             "service.name resource attribute (Prometheus job label)."),
@@ -110,6 +120,15 @@ SETTINGS: tuple[Setting, ...] = (
             "Share of successful calls handed to the background evaluator."),
     Setting("evaluation_queue_size", ("LLM_OTEL_EVAL_QUEUE_SIZE",), 1000, parse_positive_int,
             "Pending evaluations kept; beyond it samples are dropped and counted."),
+    Setting("groundedness", ("LLM_OTEL_GROUNDEDNESS",), "auto",
+            parse_choice("auto", "lexical", "embedding", "off"),
+            "Built-in hallucination scorer for calls with retrieved context: auto (embeddings when the eval "
+            "extra is installed, else lexical), lexical, embedding, or off. Sampled by evaluation_sample_rate."),
+    Setting("drift", ("LLM_OTEL_DRIFT",), "sampled", parse_choice("sampled", "all", "off"),
+            "Drift of prompts/answers per task type: sampled (calls the evaluator samples anyway), all "
+            "(every sampled call keeps its text for drift), or off."),
+    Setting("drift_window", ("LLM_OTEL_DRIFT_WINDOW",), 200, parse_positive_int,
+            "Sampled calls per drift window; the first full window of a task type is its baseline."),
 )
 
 SETTINGS_BY_NAME: Mapping[str, Setting] = {s.name: s for s in SETTINGS}

@@ -59,17 +59,19 @@ def _idle(telemetry: Telemetry) -> bool:
             return False
     elif not isinstance(meter_provider, NoOpMeterProvider):
         return False
-    return telemetry.evaluator is None
+    # the built-in scorers alone record only through the providers checked above
+    return telemetry.evaluator is None or not telemetry.evaluator.scores_every_call
 
 
 class _CallSite:
     """What the decorator learns once from the wrapped function's signature."""
 
-    __slots__ = ("message_index", "model_default", "model_index", "spec")
+    __slots__ = ("message_index", "model_default", "model_index", "retrieved_index", "retrieved_param", "spec")
 
-    def __init__(self, fn: Callable[..., Any], spec: CallSpec) -> None:
+    def __init__(self, fn: Callable[..., Any], spec: CallSpec, retrieved_param: str | None = None) -> None:
         self.spec = spec
-        self.model_index = self.message_index = -1
+        self.retrieved_param = retrieved_param
+        self.model_index = self.message_index = self.retrieved_index = -1
         self.model_default: Any = None
         try:
             signature = inspect.signature(fn).parameters
@@ -84,6 +86,8 @@ class _CallSite:
             if name in params:
                 self.message_index = params.index(name)
                 break
+        if retrieved_param is not None and retrieved_param in params:
+            self.retrieved_index = params.index(retrieved_param)
 
     def open(self, args: tuple[Any, ...], kwargs: dict[str, Any], *, activate: bool) -> LLMCall | None:
         telemetry = current()
@@ -105,6 +109,8 @@ class _CallSite:
             request_attributes=request,
             telemetry=telemetry,
         )
+        if self.retrieved_param is not None:
+            self._retrieved(call, args, kwargs)
         if telemetry.wants_text:
             call.set_input_messages(self._messages(args, kwargs))
         call.start()
@@ -117,6 +123,12 @@ class _CallSite:
                 internal_error("call.activate", exc)
         return call
 
+    def _retrieved(self, call: LLMCall, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        documents = kwargs.get(self.retrieved_param) if self.retrieved_param in kwargs else (
+            args[self.retrieved_index] if 0 <= self.retrieved_index < len(args) else None)
+        if documents is not None:
+            call.set_retrieved_context(documents)
+
     def _messages(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         for name in _MESSAGE_PARAMS:
             if name in kwargs:
@@ -126,8 +138,8 @@ class _CallSite:
         return None
 
 
-def _wrap(fn: Callable[P, R], spec: CallSpec) -> Callable[P, R]:
-    site = _CallSite(fn, spec)
+def _wrap(fn: Callable[P, R], spec: CallSpec, retrieved_param: str | None = None) -> Callable[P, R]:
+    site = _CallSite(fn, spec, retrieved_param)
 
     if inspect.isasyncgenfunction(fn):
 
@@ -222,6 +234,7 @@ def traced_llm(
     prompt_name: str | None = None,
     prompt_version: str | None = None,
     usage: UsageReader | None = None,
+    retrieved_param: str | None = None,
 ) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
 
 
@@ -236,6 +249,7 @@ def traced_llm(
     prompt_name: str | None = None,
     prompt_version: str | None = None,
     usage: UsageReader | None = None,
+    retrieved_param: str | None = None,
 ) -> Callable[P, R] | Callable[[Callable[P, R]], Callable[P, R]]:
     """Trace an LLM call site: a span following the GenAI conventions plus tokens, cost and latency.
 
@@ -243,8 +257,10 @@ def traced_llm(
     function returns (OpenAI, Anthropic, LangChain shapes or dicts like them);
     ``usage=`` takes a callable for anything else. The request model comes
     from ``model=`` here or from the function's own ``model`` argument.
+    ``retrieved_param`` names the function's argument that holds the retrieved
+    passages; the groundedness scorer checks the answer against them.
     """
     spec = CallSpec(operation, provider, model, task_type, prompt_name, prompt_version, usage)
     if fn is not None:
         return _wrap(fn, spec)
-    return lambda inner: _wrap(inner, spec)
+    return lambda inner: _wrap(inner, spec, retrieved_param)

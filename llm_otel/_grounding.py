@@ -56,6 +56,11 @@ class LexicalResult:
     unsupported: tuple[str, ...]
     novel_word_share: float
 
+    def summary(self) -> str:
+        """The explanation without any text of the answer (exported when content capture is off)."""
+        return (f"{len(self.unsupported)} of {self.claims} checkable claims not in the context; "
+                f"{self.novel_word_share:.0%} of content words unseen")
+
     def explanation(self) -> str:
         if self.unsupported:
             listed = ", ".join(repr(c) for c in self.unsupported[:_MAX_CLAIMS_LISTED])

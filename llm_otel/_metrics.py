@@ -105,6 +105,8 @@ class Recorder:
         self.errors = _create(meter, n.ERRORS)
         self.rate_limited = _create(meter, n.RATE_LIMITED)
         self.hallucination = _create(meter, n.HALLUCINATION)
+        self.evaluation_score = _create(meter, n.EVALUATION_SCORE)
+        self.drift = _create(meter, n.DRIFT)
         self.context_utilization = _create(meter, n.CONTEXT_UTILIZATION)
         self.telemetry_dropped = _create(meter, n.TELEMETRY_DROPPED)
         self.input_unknown = _create(meter, n.INPUT_ANOMALIES)
@@ -162,6 +164,15 @@ class Recorder:
 
     def record_quality(self, score: float, attributes: Mapping[str, str]) -> None:
         self.hallucination.set(score, attributes)
+
+    def record_evaluation(self, score: float, attributes: Mapping[str, str], *, is_hallucination: bool) -> None:
+        """One score into the histogram (by evaluation name); hallucination scores also set the gauge."""
+        self.evaluation_score.record(score, attributes)
+        if is_hallucination:
+            self.hallucination.set(score, {k: v for k, v in attributes.items() if k != n.GEN_AI_EVALUATION_NAME})
+
+    def record_drift(self, distance: float, task_type: str, signal: str) -> None:
+        self.drift.set(distance, {n.LLM_TASK_TYPE: task_type, n.LLM_DRIFT_SIGNAL: signal})
 
     def count_unknown_input(self, source: str, reason: str) -> None:
         self.input_unknown.add(1, {n.SOURCE: source, n.REASON: reason})

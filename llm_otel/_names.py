@@ -199,6 +199,27 @@ HALLUCINATION = Instrument(
     "llm_hallucination_score",
     labels=QUALITY_ATTRIBUTE_KEYS,
 )
+EVALUATION_SCORE_BUCKETS: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+EVALUATION_SCORE = Instrument(
+    "llm.evaluation.score", "histogram", "{score}",
+    "Evaluator scores (0..1) by evaluation name; for hallucination 0 = grounded, 1 = unsupported.",
+    "llm_evaluation_score", EVALUATION_SCORE_BUCKETS,
+    (*QUALITY_ATTRIBUTE_KEYS, GEN_AI_EVALUATION_NAME),
+)
+# drift signal label values: what moved away from the baseline window
+LLM_DRIFT_SIGNAL = "llm.drift.signal"
+DRIFT_PROMPT_EMBEDDING = "prompt_embedding"
+DRIFT_ANSWER_EMBEDDING = "answer_embedding"
+DRIFT_ANSWER_LENGTH = "answer_length"
+DRIFT_REFUSAL_RATE = "refusal_rate"
+DRIFT = Instrument(
+    "llm.drift.score", "gauge", "{score}",
+    "Distance of the recent window of sampled calls from the baseline window, per task type and signal "
+    "(embedding signals: 1 - cosine of the centroids; answer length: relative change of the mean, capped at 1; "
+    "refusal rate: absolute change).",
+    "llm_drift_score",
+    labels=(LLM_TASK_TYPE, LLM_DRIFT_SIGNAL),
+)
 CONTEXT_UTILIZATION = Instrument(
     "llm.context.utilization", "histogram", "1",
     "Input tokens divided by the model's context window, where the window is known.",
@@ -228,6 +249,8 @@ INSTRUMENTS: tuple[Instrument, ...] = (
     ERRORS,
     RATE_LIMITED,
     HALLUCINATION,
+    EVALUATION_SCORE,
+    DRIFT,
     CONTEXT_UTILIZATION,
     TELEMETRY_DROPPED,
     INPUT_ANOMALIES,

@@ -27,6 +27,8 @@ from llm_otel._metrics import QUALITY_SCOPE
 from llm_otel._runtime import current
 
 _QUALITY_LABELS = frozenset(n.QUALITY_ATTRIBUTE_KEYS)
+_NAME_MAX = 64
+_EXPLANATION_MAX = 1000
 
 
 def _valid_score(score: Any) -> float | None:
@@ -59,8 +61,9 @@ def record_quality(
 ) -> bool:
     """Attach an evaluator's score (0..1) to the current call, or to ``call``.
 
-    Returns False (and counts the score as unknown) when the score is not a
-    number within 0..1; never raises.
+    Every score goes into the ``llm.evaluation.score`` histogram by evaluation name;
+    ``hallucination`` scores also set the hallucination gauge. Returns False (and
+    counts the score as unknown) when the score is not a number within 0..1; never raises.
     """
     try:
         telemetry = current()
@@ -72,14 +75,18 @@ def record_quality(
             log_once(f"quality:{name}", "llm-otel: ignored %s score %r: expected a number within 0..1", name, score)
             return False
         target = call if call is not None else current_call.get()
-        if name == "hallucination":
-            bounded = telemetry.recorder.bound(_labels_of(target), QUALITY_SCOPE)
-            telemetry.recorder.record_quality(value, bounded)
+        labels = _labels_of(target)
+        labels[n.GEN_AI_EVALUATION_NAME] = str(name)[:_NAME_MAX]
+        bounded = telemetry.recorder.bound(labels, QUALITY_SCOPE)
+        telemetry.recorder.record_evaluation(value, bounded, is_hallucination=name == "hallucination")
         attributes: dict[str, Any] = {n.GEN_AI_EVALUATION_NAME: name, n.GEN_AI_EVALUATION_SCORE_VALUE: value}
         if label is not None:
-            attributes[n.GEN_AI_EVALUATION_SCORE_LABEL] = str(label)
+            attributes[n.GEN_AI_EVALUATION_SCORE_LABEL] = str(label)[:_NAME_MAX]
         if explanation is not None:
-            attributes[n.GEN_AI_EVALUATION_EXPLANATION] = str(explanation)[:1000]
+            attributes[n.GEN_AI_EVALUATION_EXPLANATION] = telemetry.redactor(str(explanation)[:_EXPLANATION_MAX])
+        response_id = target.facts.response_id if target is not None else None
+        if response_id:
+            attributes[n.GEN_AI_RESPONSE_ID] = response_id
         _emit_event(telemetry, target, name, attributes)
         return True
     except Exception as exc:
@@ -103,34 +110,71 @@ def _emit_event(telemetry: Any, target: Any, name: str, attributes: Mapping[str,
 
 @dataclass(frozen=True)
 class EvaluationSample:
-    """What a scorer sees: the finished call's facts (text only when the call captured it)."""
+    """What a scorer sees: the finished call's facts (text only when the call captured it).
+
+    ``context`` holds the passages retrieved for the call (its own, or its trace's), if any.
+    """
 
     call: Any
     input_messages: Any
     output_text: str
     response_model: str | None
     request_model: str | None
+    context: tuple[str, ...] | None = None
 
 
 Scorer = Callable[[EvaluationSample], Any]
 
 
 class BackgroundEvaluator:
-    def __init__(self, scorer: Scorer, *, sample_rate: float, queue_size: int, name: str = "hallucination") -> None:
+    """Scores a sample of finished calls in one worker thread with a bounded queue.
+
+    ``scorer`` (the user's) sees every sampled call; ``grounding`` only calls that
+    carry retrieved context; ``judge`` (LLM-as-judge) a further sample of those;
+    ``drift`` watches every sample it is shown. A sample's text is dropped once scored.
+    """
+
+    def __init__(
+        self,
+        scorer: Scorer | None,
+        *,
+        sample_rate: float,
+        queue_size: int,
+        name: str = "hallucination",
+        grounding: Any = None,
+        judge: Any = None,
+        drift: Any = None,
+    ) -> None:
         self.scorer = scorer
         self.sample_rate = sample_rate
         self.name = name
+        self.grounding = grounding
+        self.judge = judge
+        self.drift = drift
         self.dropped = 0
         self._queue: queue.Queue[EvaluationSample | None] = queue.Queue(maxsize=queue_size)
         self._random = random.Random()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
 
+    @property
+    def scores_every_call(self) -> bool:
+        """Whether calls without retrieved context are scored too (then every call keeps its text)."""
+        return self.scorer is not None or (self.drift is not None and self.drift.every_call)
+
+    @property
+    def scores_context(self) -> bool:
+        return self.grounding is not None or self.judge is not None
+
     def offer(self, call: Any) -> None:
         if self.sample_rate <= 0.0 or (self.sample_rate < 1.0 and self._random.random() >= self.sample_rate):
             return
+        context = call.retrieved_context if self.scores_context else None
+        if context is None and not self.scores_every_call:
+            return
         sample = EvaluationSample(
-            call, call.input_messages, "".join(call.facts.output_text), call.facts.response_model, call.request_model
+            call, call.input_messages, "".join(call.facts.output_text), call.facts.response_model,
+            call.request_model, context,
         )
         try:
             self._queue.put_nowait(sample)
@@ -155,11 +199,41 @@ class BackgroundEvaluator:
                     return
                 self._score(sample)
             finally:
+                del sample  # the text goes with it
                 self._queue.task_done()
 
     def _score(self, sample: EvaluationSample) -> None:
+        if self.scorer is not None:
+            self._run_scorer(self.scorer, sample, self.name)
+        if sample.context is not None and sample.output_text:
+            if self.grounding is not None:
+                self._run_grounding(sample)
+            if self.judge is not None:
+                self._run_scorer(self.judge, sample, self.judge.name)
+        if self.drift is not None:
+            try:
+                self.drift.observe(sample)
+            except Exception as exc:
+                internal_error("drift.observe", exc)
+
+    def _run_grounding(self, sample: EvaluationSample) -> None:
         try:
-            result = self.scorer(sample)
+            result = self.grounding.score(sample.output_text, sample.context)
+        except Exception as exc:
+            internal_error("groundedness", exc)
+            return
+        if result is None:
+            return
+        # the detailed explanation quotes the answer: it leaves the process only with content capture on
+        detailed = sample.call.telemetry.capture_content
+        record_quality(
+            result["score"], name="hallucination", call=sample.call, label=result["label"],
+            explanation=result["explanation"] if detailed else result["summary"],
+        )
+
+    def _run_scorer(self, scorer: Scorer, sample: EvaluationSample, name: str) -> None:
+        try:
+            result = scorer(sample)
         except Exception as exc:
             log_once(f"scorer:{type(exc).__name__}", "llm-otel: evaluator raised %r; sample skipped", exc)
             return
@@ -167,11 +241,11 @@ class BackgroundEvaluator:
             return
         if isinstance(result, Mapping):
             record_quality(
-                result.get("score"), name=str(result.get("name", self.name)), call=sample.call,
+                result.get("score"), name=str(result.get("name", name)), call=sample.call,
                 label=result.get("label"), explanation=result.get("explanation"),
             )
         else:
-            record_quality(result, name=self.name, call=sample.call)
+            record_quality(result, name=name, call=sample.call)
 
     def join(self) -> None:
         """Wait until every queued sample has been scored (tests and shutdown)."""

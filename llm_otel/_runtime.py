@@ -16,7 +16,7 @@ from opentelemetry import metrics, trace
 from opentelemetry.metrics import MeterProvider, NoOpMeterProvider
 from opentelemetry.trace import Tracer, TracerProvider
 
-from llm_otel import _config
+from llm_otel import _config, _retrieved
 from llm_otel._cardinality import CardinalityGuard
 from llm_otel._content import Redactor, default_redactor
 from llm_otel._log import log_once
@@ -47,12 +47,21 @@ class Telemetry:
     @property
     def needs_unsampled_calls(self) -> bool:
         """Whether a call whose span is sampled out still has work to do: metrics or evaluation."""
-        return not isinstance(self.meter_provider, NoOpMeterProvider) or self.evaluator is not None
+        evaluator = self.evaluator
+        return not isinstance(self.meter_provider, NoOpMeterProvider) or (
+            evaluator is not None and evaluator.scores_every_call
+        )
 
     @property
     def wants_text(self) -> bool:
-        """Completion text is gathered only for content capture or an evaluator."""
-        return self.capture_content or self.evaluator is not None
+        """Completion text is gathered only for content capture, an evaluator of every call, or (for
+        the groundedness scorers) once a retrieval step has kept context for some trace."""
+        evaluator = self.evaluator
+        if self.capture_content:
+            return True
+        if evaluator is None:
+            return False
+        return bool(evaluator.scores_every_call or (evaluator.scores_context and _retrieved.active()))
 
     def shutdown(self) -> None:
         if self.evaluator is not None:
@@ -167,6 +176,7 @@ def configure(
     resource_attributes: Mapping[str, Any] | None = None,
     evaluator: Callable[..., Any] | None = None,
     evaluation_sample_rate: float | None = None,
+    judge: Any = None,
     enabled: bool | None = None,
     set_global: bool = True,
     **more: Any,
@@ -208,19 +218,33 @@ def configure(
 
     state = _build(settings, tracer_provider, meter_provider, overrides, redactor, owned)
     sink.recorder = state.recorder
-    if evaluator is not None:
-        from llm_otel._quality import BackgroundEvaluator
-
-        state.evaluator = BackgroundEvaluator(
-            evaluator, sample_rate=settings["evaluation_sample_rate"],
-            queue_size=settings["evaluation_queue_size"],
-        )
+    state.evaluator = _evaluator(settings, evaluator, judge)
+    _retrieved.forget_all()
     with _lock:
         previous = _state
         _set(state)
     if previous is not None:
         previous.shutdown()
     return state
+
+
+def _evaluator(settings: Mapping[str, Any], scorer: Callable[..., Any] | None, judge: Any) -> Any:
+    """The background evaluator: the user's scorer, the built-in groundedness scorer (on by default,
+    for calls with retrieved context), an opt-in LLM judge and drift; None when all are off."""
+    from llm_otel._drift import DriftTracker
+    from llm_otel._quality import BackgroundEvaluator
+    from llm_otel._scorers import GroundednessScorer
+
+    grounding = GroundednessScorer(settings["groundedness"]) if settings["groundedness"] != "off" else None
+    drift = None
+    if settings["drift"] != "off":
+        drift = DriftTracker(window=settings["drift_window"], every_call=settings["drift"] == "all")
+    if scorer is None and grounding is None and judge is None and (drift is None or not drift.every_call):
+        return None
+    return BackgroundEvaluator(
+        scorer, sample_rate=settings["evaluation_sample_rate"], queue_size=settings["evaluation_queue_size"],
+        grounding=grounding, judge=judge, drift=drift,
+    )
 
 
 def shutdown() -> None:

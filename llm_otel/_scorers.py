@@ -60,7 +60,8 @@ class GroundednessScorer:
         lexical = score_lexical(answer, passages)
         if lexical is None:
             return None
-        score, method, explanation = lexical.score, "lexical", lexical.explanation()
+        score, method = lexical.score, "lexical"
+        explanation, summary = lexical.explanation(), lexical.summary()
         if self.uses_embeddings:
             found = embedding_risk(answer, passages)
             if found is not None:
@@ -70,5 +71,7 @@ class GroundednessScorer:
                     score = max(score, lexical.score)
                 method = "lexical+embedding"
                 explanation += f"; weakest sentence similarity {weakest:.2f}"
+                summary += f"; weakest sentence similarity {weakest:.2f}"
         label = "unsupported" if score >= 0.5 else "supported"
-        return {"score": score, "label": label, "explanation": f"{method}: {explanation}", "method": method}
+        return {"score": score, "label": label, "method": method,
+                "explanation": f"{method}: {explanation}", "summary": f"{method}: {summary}"}
