@@ -50,6 +50,12 @@ class _Node:
     attached: list[tuple[object, otel_context.Context]] = field(default_factory=list)
 
 
+def _retrieved_nodes(result: Any) -> bool:
+    """A retriever's result: a list of scored nodes (NodeWithScore)."""
+    return (isinstance(result, list) and bool(result)
+            and hasattr(result[0], "node") and hasattr(result[0], "score"))
+
+
 @dataclass
 class _CallEntry:
     call: LLMCall
@@ -199,6 +205,8 @@ class Tracker:
         try:
             if node is not None:
                 _detach(node)
+                if _retrieved_nodes(result):  # kept for the groundedness scorer of this trace's answer
+                    adapter.add_retrieved_context(result, span=trace.get_current_span(node.context))
             if entry is not None:
                 if streaming:  # the call goes on until the stream's end (or exception) event
                     self._watch_stream(span_id, entry, result)

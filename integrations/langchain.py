@@ -357,6 +357,8 @@ class LLMOtelCallbackHandler(BaseCallbackHandler):
         if run is None:
             return
         count = document_count(documents)
+        if run.span is not None:  # kept for the groundedness scorer of this trace's answer
+            adapter.add_retrieved_context(documents, span=run.span)
         close_run(run, None, {LLM_RETRIEVAL_DOCUMENT_COUNT: count} if count is not None else None)
 
     @never_raises("langchain.on_retriever_error")

@@ -69,7 +69,9 @@ def remember(trace_id: int, passages: tuple[str, ...]) -> None:
         return
     with _lock:
         earlier = _by_trace.pop(trace_id, ())
-        _by_trace[trace_id] = (earlier + passages)[:MAX_PASSAGES]
+        # nested retrieval steps (a query engine's retrieve around its retriever's) report the same nodes
+        added = tuple(p for p in dict.fromkeys(passages) if p not in earlier)
+        _by_trace[trace_id] = (earlier + added)[:MAX_PASSAGES]
         while len(_by_trace) > MAX_TRACES:
             _by_trace.popitem(last=False)
 

@@ -26,6 +26,7 @@ from llm_otel._call import CallSpec, LLMCall, start_call
 from llm_otel._context import RequestRollup, labels, request_rollup
 from llm_otel._errors import error_type, fail_span, interruption_of, mark_closed_early
 from llm_otel._log import internal_error, log_once, never_raises
+from llm_otel._retrieved import add_retrieved_context
 from llm_otel._runtime import Telemetry, current
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "LLMCall",
     "RequestRollup",
     "Telemetry",
+    "add_retrieved_context",
     "count_unknown_input",
     "current",
     "error_type",

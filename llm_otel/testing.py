@@ -163,7 +163,13 @@ class _IsolatedIdGenerator(IdGenerator):
 
 @contextmanager
 def capture(**configure_options: Any) -> Iterator[CapturedTelemetry]:
-    """Configure llm-otel with in-memory providers for the block, then shut them down."""
+    """Configure llm-otel with in-memory providers for the block, then shut them down.
+
+    The sampled built-in scorers (groundedness, drift) are off unless asked for
+    (``capture(groundedness="auto")``), so a test sees the same spans on every run.
+    """
+    configure_options.setdefault("groundedness", "off")
+    configure_options.setdefault("drift", "off")
     exporter = InMemorySpanExporter()
     tracer_provider = TracerProvider(id_generator=_IsolatedIdGenerator())
     tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))

@@ -33,6 +33,7 @@ from tests.hypothesis_profiles import examples
 
 from .lc_helpers import (
     CACHED_TOKENS,
+    DOCUMENTS,
     INPUT_TOKENS,
     OUTPUT_TOKENS,
     REPLY,
@@ -894,3 +895,20 @@ def test_keyboard_interrupt_in_the_model_is_cancelled_and_propagates_unchanged(
 
     assert caught.value is interrupt
     assert_every_span_interrupted(telemetry, "cancelled")
+
+
+# -- groundedness ---------------------------------------------------------------------------
+
+
+def test_retrieved_documents_reach_the_scorer_of_the_answer_in_the_same_trace() -> None:
+    seen: list[Any] = []
+    with capture(evaluator=lambda sample: seen.append(sample.context), evaluation_sample_rate=1.0,
+                 groundedness="lexical") as telemetry:
+        handler = LLMOtelCallbackHandler()
+        rag_chain(UsageChatModel()).invoke(QUESTION, config={"callbacks": [handler]})
+        rag_chain(UsageChatModel(reply="Madrid has 4 million people.")).invoke(QUESTION, config={"callbacks": [handler]})
+        telemetry.telemetry.evaluator.join()
+        assert seen == [tuple(d.page_content for d in DOCUMENTS)] * 2
+        scores = [e.attributes["gen_ai.evaluation.score.label"] for s in telemetry.spans() for e in s.events
+                  if e.name == "gen_ai.evaluation.result" and e.attributes["gen_ai.evaluation.name"] == "hallucination"]
+        assert scores == ["supported", "unsupported"]

@@ -810,3 +810,24 @@ def test_keyboard_interrupt_in_the_model_is_cancelled_and_propagates_unchanged(
 
     assert raised.value is interrupt
     assert_interrupted_not_failed(telemetry, "cancelled")
+
+
+# -- groundedness ---------------------------------------------------------------------------
+
+
+def test_retrieved_nodes_reach_the_scorer_of_the_synthesized_answer(index: VectorStoreIndex) -> None:
+    seen: list[Any] = []
+    with capture(evaluator=lambda sample: seen.append(sample.context), evaluation_sample_rate=1.0,
+                 groundedness="lexical") as telemetry:
+        llamaindex.instrument()
+        try:
+            with telemetry.telemetry.tracer.start_as_current_span("POST /ask", kind=SpanKind.SERVER):
+                index.as_query_engine(llm=PricedLLM(), similarity_top_k=2).query("What is the capital of France?")
+        finally:
+            llamaindex.uninstrument()
+        telemetry.telemetry.evaluator.join()
+        # the query embedding is sampled too (no context yet); the completion carries the two passages
+        contexts = [c for c in seen if c is not None]
+        assert len(seen) == 2 and len(contexts) == 1 and len(contexts[0]) == 2
+        assert all(p.endswith(".") for p in contexts[0])
+        assert telemetry.histogram_count("llm.evaluation.score", gen_ai__evaluation__name="hallucination") == 1
