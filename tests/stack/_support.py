@@ -9,7 +9,7 @@ tests/e2e share them:
   free localhost ports, scraping and evaluating rules every second, in a temporary
   run directory; stopped after the module. Yields ``llm_otel.tools._stack.StackInfo``.
 * ``dashboard_queries`` (session): every PromQL target of every dashboard.
-* ``alert_rules`` (session): every alerting rule of observability/prometheus/alerts.yml.
+* ``alert_rules`` (session): every alerting rule of the rule files prometheus.yml loads.
 * ``render_promql`` (session): :func:`render_grafana_expr`.
 
 Grafana variable substitution (how a dashboard expression becomes plain PromQL):
@@ -210,9 +210,16 @@ def read_dashboard_queries() -> list[DashboardQuery]:
     return queries
 
 
+def rule_files() -> list[Path]:
+    """The rule files prometheus.yml loads (alerts.yml and its neighbours)."""
+    config = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
+    return [PROMETHEUS_DIR / name for name in config["rule_files"]]
+
+
 def read_alert_rules() -> list[AlertRule]:
     rules = []
-    for group in yaml.safe_load(ALERTS.read_text())["groups"]:
+    groups = [group for path in rule_files() for group in yaml.safe_load(path.read_text())["groups"]]
+    for group in groups:
         for rule in group["rules"]:
             if "alert" in rule:
                 rules.append(AlertRule(group["name"], rule["alert"], rule["expr"], dict(rule.get("annotations", {}))))

@@ -16,7 +16,6 @@ import yaml
 from llm_otel import _names
 from llm_otel.tools._stack import StackPorts, collector_cache_path, render_prometheus_config
 from tests.stack._support import (
-    ALERTS,
     COLLECTOR_DIR,
     DASHBOARDS,
     GRAFANA_DIR,
@@ -32,6 +31,7 @@ from tests.stack._support import (
     load_dashboard,
     metric_names,
     render_grafana_expr,
+    rule_files,
 )
 
 # Collector configurations as they are run: (base, overlay...).
@@ -169,31 +169,41 @@ def test_prometheus_scrapes_the_collector_with_honor_labels() -> None:
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     assert jobs["otel-collector"]["honor_labels"] is True
     assert jobs["otel-collector"]["static_configs"][0]["targets"] == ["otel-collector:8889"]
-    assert config["rule_files"] == ["alerts.yml"]
+    assert {"alerts.yml", "quality.yml"} <= set(config["rule_files"])
     assert config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == ["alertmanager:9093"]
 
 
 @pytest.mark.stack
-def test_promtool_check_rules(promtool_bin: Path) -> None:
-    result = run(promtool_bin, "check", "rules", ALERTS)
+@pytest.mark.parametrize("rules", rule_files(), ids=lambda p: p.name)
+def test_promtool_check_rules(promtool_bin: Path, rules: Path) -> None:
+    result = run(promtool_bin, "check", "rules", rules)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 @pytest.mark.stack
 @pytest.mark.slow
-def test_promtool_test_rules(promtool_bin: Path) -> None:
-    result = run(promtool_bin, "test", "rules", "alerts_test.yml", cwd=PROMETHEUS_DIR)
+@pytest.mark.parametrize("rules", rule_files(), ids=lambda p: p.name)
+def test_promtool_test_rules(promtool_bin: Path, rules: Path) -> None:
+    """Every rule file has its unit tests beside it: alerts.yml -> alerts_test.yml."""
+    result = run(promtool_bin, "test", "rules", f"{rules.stem}_test.yml", cwd=PROMETHEUS_DIR)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout
 
 
+def test_compose_mounts_every_rule_file() -> None:
+    prometheus = load_yaml(OBSERVABILITY / "docker-compose.yml")["services"]["prometheus"]
+    mounted = {volume.split(":")[1] for volume in prometheus["volumes"]}
+    for rules in rule_files():
+        assert f"/etc/prometheus/{rules.name}" in mounted, rules.name
+
+
 def test_every_alert_has_a_firing_and_a_silent_unit_test(alert_rules: list[AlertRule]) -> None:
-    tests = load_yaml(PROMETHEUS_DIR / "alerts_test.yml")
     fires: set[str] = set()
     silent: set[str] = set()
-    for case in tests["tests"]:
-        for check in case.get("alert_rule_test", []):
-            (fires if check.get("exp_alerts") else silent).add(check["alertname"])
+    for rules in rule_files():
+        for case in load_yaml(PROMETHEUS_DIR / f"{rules.stem}_test.yml")["tests"]:
+            for check in case.get("alert_rule_test", []):
+                (fires if check.get("exp_alerts") else silent).add(check["alertname"])
     names = {rule.alert for rule in alert_rules}
     assert len(names) == len(alert_rules), "duplicate alert names"
     assert names - fires == set(), "alerts without a firing test"
@@ -211,6 +221,8 @@ def test_alert_annotations_format_values_for_their_unit(alert_rules: list[AlertR
             assert "humanizeDuration" in text, rule.alert
         elif "llm_cost_usd" in rule.expr:
             assert re.search(r'\$\{\{\s*printf "%\.2f" \$value\s*\}\}', text), rule.alert
+        elif "llm_evaluation_score_sum" in rule.expr:  # a mean score on the 0..1 scale, not a share
+            assert re.search(r'\{\{\s*printf "%\.2f" \$value\s*\}\}', text), rule.alert
         elif re.search(r"\)\s*/\s*sum", rule.expr):
             assert "humanizePercentage" in text, rule.alert
 
@@ -361,7 +373,8 @@ def test_dashboard_panels_have_units_and_truthful_legends(dashboard_queries: lis
             assert "hour" in text, query
         elif expr.endswith("* 60"):
             assert "/min" in text or "per minute" in text, query
-        elif query.unit != "reqps" and "llm_cost_usd_count" not in expr:
+        elif query.unit != "reqps" and "llm_cost_usd_count" not in expr and "llm_evaluation_score_count" not in expr:
+            # (a rate divided by a rate of counts is a mean per observation, not a per-second figure)
             assert "/s" in text or "per second" in text, query
 
 
