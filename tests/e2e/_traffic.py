@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +37,7 @@ class Truth:
     streams: int = 0
     hallucination: dict[str, float] = field(default_factory=dict)
     bad_input: int = 0
+    rag_scored: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # by prompt version
 
 
 def _chat(model: str, usage: tuple[int, int, int]) -> dict[str, Any]:
@@ -142,6 +143,64 @@ def _account(truth: Truth, provider: str, model: str, task: str | None, total_in
     truth.cost_by_task[task or ""] += cost
     truth.calls_by_model[model] += 1
     truth.priced_calls += 1
+
+
+RAG_MODEL = "gpt-4.1-mini"
+RAG_PER_VERSION = 8
+RAG_DOCUMENTS = [
+    "Northgate Logistics opened its Porto warehouse on May 14, 2019. The warehouse employs 320 people.",
+    "Refunds are accepted within 30 days of delivery. Support is open from 8 am to 6 pm on weekdays.",
+]
+# v1 answers from the documents; v2 invents a number and a person
+RAG_ANSWERS = {
+    "v1": "The Porto warehouse opened on May 14, 2019 and employs 320 people.",
+    "v2": "The Porto warehouse employs 1,450 people and is run by Daniel Brooks.",
+}
+
+
+def _rag_answer(version: str, usage: tuple[int, int]) -> dict[str, Any]:
+    return {
+        "id": f"chatcmpl-rag-{version}", "object": "chat.completion", "model": RAG_MODEL,
+        "choices": [{"index": 0, "finish_reason": "stop",
+                     "message": {"role": "assistant", "content": RAG_ANSWERS[version]}}],
+        "usage": {"prompt_tokens": usage[0], "completion_tokens": usage[1]},
+    }
+
+
+@llm_otel.traced_llm(provider="openai", model=RAG_MODEL, task_type="rag", prompt_name="answer", prompt_version="v1",
+                     retrieved_param="documents")
+def rag_v1(question: str, documents: list[str], usage: tuple[int, int]) -> dict[str, Any]:
+    return _rag_answer("v1", usage)
+
+
+@llm_otel.traced_llm(provider="openai", model=RAG_MODEL, task_type="rag", prompt_name="answer", prompt_version="v2",
+                     retrieved_param="documents")
+def rag_v2(question: str, documents: list[str], usage: tuple[int, int] | None = None) -> dict[str, Any]:
+    if usage is None:
+        raise ProviderDown("upstream 500")
+    return _rag_answer("v2", usage)
+
+
+def drive_rag(round_index: int, truth: Truth, settle: Callable[[], None]) -> None:
+    """RAG answers with retrieved context: v1 grounded in it, v2 not; one v2 call fails.
+
+    ``settle`` waits for the evaluator after each call (its queue holds one sample in this test).
+    """
+    for i in range(RAG_PER_VERSION):
+        usage = (400 + i + round_index, 30)
+        rag_v1("How many people work in Porto?", RAG_DOCUMENTS, usage)
+        settle()
+        _account(truth, "openai", RAG_MODEL, "rag", usage[0], usage[1], 0)
+        rag_v2("How many people work in Porto?", RAG_DOCUMENTS, usage)
+        settle()
+        _account(truth, "openai", RAG_MODEL, "rag", usage[0], usage[1], 0)
+    truth.rag_scored["v1"] += RAG_PER_VERSION
+    truth.rag_scored["v2"] += RAG_PER_VERSION
+    try:
+        rag_v2("How many people work in Porto?", RAG_DOCUMENTS)
+    except ProviderDown:
+        truth.errors += 1
+        truth.calls_by_model[RAG_MODEL] += 1
 
 
 class BlockingScorer:

@@ -28,6 +28,7 @@ from ._traffic import Truth
 
 JOB = "llm-e2e"
 ROUNDS = 3
+RAG_ROUNDS = 4
 
 
 def _get(url: str) -> Any:
@@ -72,7 +73,7 @@ def pipeline(native_stack: StackInfo) -> Iterator[tuple[StackInfo, Truth, _traff
     llm_otel.configure(
         service_name=JOB, endpoint=native_stack.otlp_grpc_endpoint, protocol="grpc",
         metric_export_interval_ms=500, span_schedule_delay_ms=200, set_global=False,
-        evaluator=scorer, evaluation_sample_rate=1.0, evaluation_queue_size=1,
+        evaluator=scorer, evaluation_sample_rate=1.0, evaluation_queue_size=1, drift_window=4,
     )
     truth = Truth()
     try:
@@ -86,6 +87,12 @@ def pipeline(native_stack: StackInfo) -> Iterator[tuple[StackInfo, Truth, _traff
         evaluator = llm_otel.current().evaluator
         evaluator.join()
         scorer.dropped = evaluator.dropped
+        for round_index in range(RAG_ROUNDS):
+            _traffic.drive_rag(round_index, truth, evaluator.join)  # scored by the built-in groundedness scorer
+            llm_otel.force_flush()
+            # scraped round by round, so increase() over the rule windows sees real increases
+            scored = f'sum(llm_evaluation_score_count{{job="{JOB}",gen_ai_evaluation_name="hallucination",llm_task_type="rag"}})'
+            wait_for(native_stack, scored, float(sum(truth.rag_scored.values())))
         llm_otel.force_flush()
         time.sleep(2.5)  # a few scrapes and rule evaluations after the last export
         yield native_stack, truth, scorer
@@ -233,3 +240,68 @@ def _value(value: dict[str, Any]) -> Any:
     if "arrayValue" in value:
         return [_value(v) for v in value["arrayValue"].get("values", [])]
     return value
+
+
+# -- quality signals --------------------------------------------------------------------------
+
+
+def test_groundedness_scores_tell_grounded_from_invented_answers(pipeline: tuple[StackInfo, Truth, Any]) -> None:
+    info, truth, _ = pipeline
+    selector = f'job="{JOB}",gen_ai_evaluation_name="hallucination",llm_task_type="rag"'
+    counts = by_label(info, f"sum by (llm_prompt_version) (llm_evaluation_score_count{{{selector}}})",
+                      "llm_prompt_version")
+    assert counts == {version: float(n) for version, n in truth.rag_scored.items()}
+    means = by_label(info, f"sum by (llm_prompt_version) (llm_evaluation_score_sum{{{selector}}}) / "
+                           f"sum by (llm_prompt_version) (llm_evaluation_score_count{{{selector}}})",
+                     "llm_prompt_version")
+    assert means["v1"] < 0.2 and means["v2"] >= 0.5
+    supported = by_label(info, f'sum by (llm_prompt_version) (llm_evaluation_score_bucket{{{selector},le="0.5"}})',
+                         "llm_prompt_version")
+    assert supported == {"v1": truth.rag_scored["v1"], "v2": 0.0}
+    gauge = scalar(info, f'max(llm_hallucination_score{{job="{JOB}",llm_prompt_version="v2"}})')
+    assert gauge >= 0.5
+    drift = by_label(info, f'max by (llm_drift_signal) (llm_drift_score{{job="{JOB}",llm_task_type="rag"}})',
+                     "llm_drift_signal")
+    assert {"answer_length", "refusal_rate"} <= set(drift)
+
+
+def test_quality_alerts_fire_for_the_regressed_prompt_version(pipeline: tuple[StackInfo, Truth, Any]) -> None:
+    info, _, _ = pipeline
+    assert info.prometheus_url is not None
+    deadline = time.monotonic() + 30
+    active: dict[str, list[dict[str, str]]] = {}
+    while time.monotonic() < deadline:
+        alerts = _get(f"{info.prometheus_url}/api/v1/alerts")["data"]["alerts"]
+        active = {}
+        for alert in alerts:
+            active.setdefault(alert["labels"]["alertname"], []).append(alert["labels"])
+        if {"LLMPromptVersionRegression", "LLMHallucinationRateHigh"} <= set(active):
+            break
+        time.sleep(0.5)
+    # pending: the condition holds; `for:` (15m) keeps them from firing within a test run
+    regressed = active.get("LLMPromptVersionRegression", [])
+    assert [(a["llm_prompt_name"], a["llm_prompt_version"]) for a in regressed] == [("answer", "v2")]
+    assert [a["llm_task_type"] for a in active.get("LLMHallucinationRateHigh", [])] == ["rag"]
+
+
+def test_evaluation_events_reach_the_collector_without_answer_text(pipeline: tuple[StackInfo, Truth, Any]) -> None:
+    info, _, _ = pipeline
+    assert info.traces_file is not None
+    events = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not events:
+        for line in Path(info.traces_file).read_text().splitlines():
+            for resource_spans in json.loads(line).get("resourceSpans", []):
+                for scope in resource_spans.get("scopeSpans", []):
+                    for span in scope.get("spans", []):
+                        events += [
+                            {a["key"]: _value(a["value"]) for a in event.get("attributes", [])}
+                            for event in span.get("events", []) if event["name"] == "gen_ai.evaluation.result"
+                        ]
+        time.sleep(0.5)
+    invented = [e for e in events if e.get("gen_ai.response.id") == "chatcmpl-rag-v2"]
+    assert invented and all(e["gen_ai.evaluation.score.label"] == "unsupported" for e in invented)
+    assert all(e["gen_ai.evaluation.name"] == "hallucination" for e in invented)
+    explanation = invented[0]["gen_ai.evaluation.explanation"]
+    assert "checkable claims not in the context" in explanation
+    assert "Daniel Brooks" not in explanation and "1,450" not in explanation  # content capture is off
