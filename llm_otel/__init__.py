@@ -11,6 +11,7 @@ from llm_otel._call import CallSpec, LLMCall, llm_call, start_call
 from llm_otel._content import default_redactor
 from llm_otel._context import RequestRollup, labels, request_rollup
 from llm_otel._decorator import traced_llm
+from llm_otel._judge import LLMJudge
 from llm_otel._pricing import Price
 from llm_otel._quality import EvaluationSample, record_quality
 from llm_otel._retrieved import add_retrieved_context
@@ -23,6 +24,7 @@ __all__ = [
     "CallSpec",
     "EvaluationSample",
     "LLMCall",
+    "LLMJudge",
     "Price",
     "RequestRollup",
     "Telemetry",

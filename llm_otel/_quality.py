@@ -167,6 +167,8 @@ class BackgroundEvaluator:
         return self.grounding is not None or self.judge is not None
 
     def offer(self, call: Any) -> None:
+        if threading.current_thread() is self._thread:
+            return  # a call the evaluator made itself (an LLM judge's request) is never judged in turn
         if self.sample_rate <= 0.0 or (self.sample_rate < 1.0 and self._random.random() >= self.sample_rate):
             return
         context = call.retrieved_context if self.scores_context else None
