@@ -293,11 +293,6 @@ class LLMCall:
             return self._retrieved
         return recall(self.span.get_span_context().trace_id)
 
-    @property
-    def wants_text(self) -> bool:
-        """Whether the answer text is kept: content capture, an evaluator, or context to score against."""
-        return self._retrieved is not None or self.telemetry.wants_text
-
     def add_output_text(self, text: str) -> None:
         if self.wants_text and isinstance(text, str):
             self.facts.output_text.append(text)
@@ -305,8 +300,9 @@ class LLMCall:
     # -- what adapters read back -----------------------------------------
     @property
     def wants_text(self) -> bool:
-        """Whether completion text and input messages are worth gathering (content capture or an evaluator)."""
-        return self.telemetry.wants_text
+        """Whether completion text and input messages are worth gathering: content capture, an
+        evaluator, or retrieved context the answer will be scored against."""
+        return self._retrieved is not None or self.telemetry.wants_text
 
     @property
     def usage(self) -> TokenUsage:
