@@ -11,7 +11,7 @@ import pytest
 
 import llm_otel
 from llm_otel._judge import parse_verdict
-from llm_otel.devserver import StandInServer
+from llm_otel.tools.devserver import StandInServer
 from llm_otel.testing import capture
 
 CONTEXT = ["The Porto warehouse employs 320 people.", "Refunds are accepted within 30 days."]
