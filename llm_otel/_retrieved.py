@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 from opentelemetry import trace
@@ -51,7 +52,8 @@ def passages_of(documents: Any) -> tuple[str, ...]:
     """Bounded passages from one document or an iterable of them; unreadable items are skipped."""
     if documents is None:
         return ()
-    if isinstance(documents, (str, Mapping)) or not isinstance(documents, Iterable):
+    if isinstance(documents, (str, Mapping)) or not isinstance(documents, (Sequence, AbstractSet)):
+        # a one-shot iterator (a generator) is the app's to consume, never ours: read as one item
         documents = [documents]
     found = []
     for document in documents:

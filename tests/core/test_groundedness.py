@@ -7,6 +7,8 @@ import threading
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import llm_otel
 from llm_otel import _embedding
@@ -166,3 +168,32 @@ def test_embedding_model_loads_offline_from_the_wheel_without_touching_root_logg
     assert supported is not None and supported["score"] < 0.5
     assert root.handlers == before
     assert threading.current_thread().name == "MainThread"
+
+
+@settings(max_examples=200, deadline=None)
+@given(answer=st.text(max_size=300), passages=st.lists(st.text(max_size=300), max_size=4))
+def test_lexical_scorer_takes_any_text(answer: str, passages: list[str]) -> None:
+    result = GroundednessScorer("lexical").score(answer, passages)
+    assert result is None or 0.0 <= result["score"] <= 1.0
+
+
+@settings(max_examples=100, deadline=None)
+@given(documents=st.one_of(st.none(), st.integers(), st.text(), st.lists(st.one_of(
+    st.text(), st.integers(), st.none(), st.dictionaries(st.sampled_from(["text", "page_content", "x"]), st.text())))))
+def test_odd_documents_are_skipped_never_raised(documents: Any) -> None:
+    from llm_otel._retrieved import MAX_PASSAGES, passages_of
+
+    passages = passages_of(documents)
+    assert len(passages) <= MAX_PASSAGES and all(isinstance(p, str) and p.strip() for p in passages)
+
+
+def test_a_generator_of_documents_is_left_for_the_app_to_consume(scored: CapturedTelemetry) -> None:
+    @llm_otel.traced_llm(provider="openai", model="gpt-4o-mini", retrieved_param="documents")
+    def answer(documents: Any) -> dict[str, Any]:
+        assert list(documents) == CONTEXT  # the app still reads every document
+        return _answer(SUPPORTED)
+
+    answer(iter(CONTEXT))
+    answer(tuple(CONTEXT))
+    scored.telemetry.evaluator.join()
+    assert scored.histogram_count("llm.evaluation.score") == 1  # only the tuple could be read

@@ -11,8 +11,8 @@ import pytest
 
 import llm_otel
 from llm_otel._judge import parse_verdict
-from llm_otel.tools.devserver import StandInServer
 from llm_otel.testing import capture
+from llm_otel.tools.devserver import StandInServer
 
 CONTEXT = ["The Porto warehouse employs 320 people.", "Refunds are accepted within 30 days."]
 # the stand-in replies with the marker's text, as the judge model would
