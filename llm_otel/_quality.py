@@ -205,6 +205,11 @@ class BackgroundEvaluator:
                 self._queue.task_done()
 
     def _score(self, sample: EvaluationSample) -> None:
+        if self.drift is not None:  # first: cheap, and never held up by a slow scorer
+            try:
+                self.drift.observe(sample)
+            except Exception as exc:
+                internal_error("drift.observe", exc)
         if self.scorer is not None:
             self._run_scorer(self.scorer, sample, self.name)
         if sample.context is not None and sample.output_text:
@@ -212,11 +217,6 @@ class BackgroundEvaluator:
                 self._run_grounding(sample)
             if self.judge is not None:
                 self._run_scorer(self.judge, sample, self.judge.name)
-        if self.drift is not None:
-            try:
-                self.drift.observe(sample)
-            except Exception as exc:
-                internal_error("drift.observe", exc)
 
     def _run_grounding(self, sample: EvaluationSample) -> None:
         try:

@@ -60,6 +60,7 @@ def test_dashboards_recover_after_prometheus_restart(native_stack: StackInfo, da
         service_name=JOB, endpoint=info.otlp_grpc_endpoint, protocol="grpc", set_global=False,
         metric_export_interval_ms=500, span_schedule_delay_ms=200,
         evaluator=scorer, evaluation_sample_rate=1.0, evaluation_queue_size=1,
+        drift_window=1,  # the first sample a task type's baseline: the drift panel has data at once
     )
     truth = _traffic.Truth()
     restarted: Component | None = None
