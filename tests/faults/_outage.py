@@ -285,3 +285,83 @@ def services_in(path: Path | None) -> set[str]:
                 if name:
                     found.add(name)
     return found
+
+
+# --------------------------------------------------------------------------- collectors that answer "not now"
+
+
+class UnavailableHttpServer:
+    """An OTLP/HTTP endpoint that answers every export ``503 Service Unavailable`` (Retry-After: 1)."""
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                outer.requests += 1
+                self.send_response(503)
+                self.send_header("Retry-After", "1")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.requests = 0
+        self._server = ThreadingHTTPServer((host, 0), Handler)
+        self._server.daemon_threads = True
+        self.endpoint = f"http://{host}:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, name="http-503", daemon=True)
+
+    def __enter__(self) -> UnavailableHttpServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class ExhaustedGrpcServer:
+    """An OTLP/gRPC endpoint that rejects every export with RESOURCE_EXHAUSTED and a RetryInfo
+    of one second, as a collector over its memory limit does."""
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        from concurrent import futures
+
+        import grpc
+        from google.protobuf.duration_pb2 import Duration
+        from google.rpc.error_details_pb2 import RetryInfo
+        from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc
+        from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
+
+        retry = RetryInfo(retry_delay=Duration(seconds=1)).SerializeToString()
+        outer = self
+
+        def refuse(request: object, context: Any) -> None:
+            outer.requests += 1
+            context.set_trailing_metadata((("google.rpc.retryinfo-bin", retry),))
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "data refused due to high memory usage")
+
+        class Traces(trace_service_pb2_grpc.TraceServiceServicer):
+            Export = staticmethod(refuse)
+
+        class Metrics(metrics_service_pb2_grpc.MetricsServiceServicer):
+            Export = staticmethod(refuse)
+
+        self.requests = 0
+        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Traces(), self._server)
+        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(Metrics(), self._server)
+        port = self._server.add_insecure_port(f"{host}:0")
+        self.endpoint = f"http://{host}:{port}"
+
+    def __enter__(self) -> ExhaustedGrpcServer:
+        self._server.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.stop(grace=None)
