@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import re
 import threading
 from collections.abc import Callable, Sequence
@@ -81,6 +82,56 @@ def fold_exporter_logs() -> None:
         for name in _EXPORTER_LOGGERS:
             logging.getLogger(name).addFilter(_fold_filter)
         _filter_installed = True
+
+
+class _ForkGate:
+    """Lets a fork wait (briefly) for the kit's exports in flight, and holds new ones meanwhile.
+
+    gRPC cannot prepare a child while another thread is inside a call ("Other threads are
+    currently calling into gRPC, skipping fork() handlers"): such a child inherits a
+    half-busy gRPC core and its new channel hangs. So the kit's exports pass this gate,
+    and a fork waits up to ``FORK_WAIT_S`` for them to end. A longer export (a hung
+    collector) is not waited for: that child's exports may then fail, counted, bounded by
+    their timeouts, and the child itself runs on.
+    """
+
+    FORK_WAIT_S = 2.0
+
+    def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._active = 0
+        self._forking = False
+
+    def enter(self) -> None:
+        with self._cond:
+            while self._forking:
+                self._cond.wait()
+            self._active += 1
+
+    def leave(self) -> None:
+        with self._cond:
+            self._active -= 1
+            self._cond.notify_all()
+
+    def before_fork(self) -> None:
+        self._cond.acquire()
+        self._forking = True
+        self._cond.wait_for(lambda: self._active == 0, self.FORK_WAIT_S)
+        self._cond.release()
+
+    def after_fork_in_parent(self) -> None:
+        with self._cond:
+            self._forking = False
+            self._cond.notify_all()
+
+
+_gate = _ForkGate()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_gate.before_fork, after_in_parent=_gate.after_fork_in_parent,
+                        after_in_child=_gate._reset)
 
 
 class DropSink:
@@ -175,11 +226,13 @@ class CountingSpanExporter(SpanExporter):
         with self._lock:
             self._in_flight = len(spans)
         _in_export.owner = self
+        _gate.enter()
         try:
             result = self._inner.export(spans)
         except Exception:
             result = SpanExportResult.FAILURE
         finally:
+            _gate.leave()
             _in_export.owner = None
         with self._lock:
             counted, self._in_flight = self._in_flight is None, 0
@@ -234,11 +287,13 @@ class CountingMetricExporter(MetricExporter):
 
     def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
         _in_export.owner = self
+        _gate.enter()
         try:
             result = self._inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
         except Exception:
             result = MetricExportResult.FAILURE
         finally:
+            _gate.leave()
             _in_export.owner = None
         if result is not MetricExportResult.SUCCESS:
             self._sink.dropped("metrics", "export_failed", 1)

@@ -11,7 +11,9 @@ parent keeps its state untouched.
 
 from __future__ import annotations
 
+import functools
 import os
+import sys
 import threading
 import weakref
 from collections.abc import Callable
@@ -37,9 +39,24 @@ def on_fork(hook: Callable[[], None]) -> None:
         _hooks.append(hook)
 
 
+def _fresh_cached_property_locks() -> None:
+    """Before Python 3.12 each ``functools.cached_property`` serialises its first computation
+    with one RLock shared by every instance; a thread of the parent inside it at the fork
+    leaves it held forever in the child. The kit's own properties get a new one."""
+    for name, module in list(sys.modules.items()):
+        if module is None or not (name == "llm_otel" or name.startswith("llm_otel.")):
+            continue
+        for value in list(vars(module).values()):
+            if isinstance(value, type) and value.__module__ == name:
+                for attribute in list(vars(value).values()):
+                    if isinstance(attribute, functools.cached_property) and hasattr(attribute, "lock"):
+                        attribute.lock = threading.RLock()
+
+
 def _in_child() -> None:
     global _lock
     _lock = threading.Lock()  # the parent may have held it while forking
+    _guarded(_fresh_cached_property_locks)
     for hook in list(_hooks):
         _guarded(hook)
     for ref, reset in list(_resets):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import sys
 import threading
 import time
 import weakref
@@ -352,6 +353,11 @@ def _after_fork_in_child() -> None:
     state = _state
     if state is None:
         return
+    multiprocessing_util = sys.modules.get("multiprocessing.util")
+    if multiprocessing_util is not None:
+        # a multiprocessing worker leaves through os._exit, skipping atexit; its finalizers still
+        # run (registered once the worker has cleared the ones it inherited)
+        multiprocessing_util.register_after_fork(_worker_exit, _shut_down_at_worker_exit)
     for holder in (state.recorder.guard, state.prices):
         if hasattr(holder, "_lock"):
             holder._lock = threading.Lock()
@@ -361,6 +367,19 @@ def _after_fork_in_child() -> None:
     if evaluator is not None:
         state.evaluator = type(evaluator)(evaluator.scorer, sample_rate=evaluator.sample_rate,
                                           queue_size=evaluator._queue.maxsize, name=evaluator.name)
+
+
+class _WorkerExit:
+    """The object multiprocessing's after-fork registry holds (it keeps values weakly)."""
+
+
+_worker_exit = _WorkerExit()
+
+
+def _shut_down_at_worker_exit(_: object) -> None:
+    import multiprocessing.util
+
+    multiprocessing.util.Finalize(None, shutdown, exitpriority=0)
 
 
 _fork.on_fork(_after_fork_in_child)
