@@ -8,7 +8,8 @@
 Sections: overhead (per call vs bare and vs a raw-SDK floor, both span
 processors), off (telemetry switched off), streams, langchain and asgi
 (frameworks), imports, peers (other OpenAI instrumentations, skipped when not
-installed), pipeline (real Collector + Prometheus, skipped when not built).
+installed), pipeline (real Collector + Prometheus, skipped when not built), exit
+(flush and exit time per collector outage mode, fresh interpreters).
 Figures are ratios of variants measured in one process, interleaved; see
 docs/performance.md for how to read them.
 """
@@ -25,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _timing import Row
 
-SECTIONS = ("overhead", "streams", "frameworks", "imports", "peers", "pipeline")
+SECTIONS = ("overhead", "streams", "frameworks", "imports", "peers", "pipeline", "exit")
 
 
 def collect(sections: list[str], calls: int, repeat: int, peers_python: list[str], seconds: float) -> list[Row]:
@@ -56,6 +57,10 @@ def collect(sections: list[str], calls: int, repeat: int, peers_python: list[str
             import pipeline
 
             rows += pipeline.rows(seconds)
+        elif section == "exit":
+            import exits
+
+            rows += exits.rows()
         print(f"  {section}: {time.perf_counter() - started:.0f}s", file=sys.stderr, flush=True)
     return rows
 

@@ -192,8 +192,10 @@ def configure(
 ) -> Telemetry:
     """Set up traces and metrics for the whole kit; see docs/configuration.md for every option.
 
-    Calling it again replaces what an earlier call set up (and shuts down the
-    providers that call created).
+    Providers passed in or already installed globally by someone else are used, never
+    closed (docs/configuration.md, "Joining an existing OpenTelemetry setup"). Calling it
+    again replaces what an earlier call set up and shuts down the providers that call
+    created, except one the OpenTelemetry globals still point at.
     """
     unknown = set(more) - set(_config.SETTINGS_BY_NAME)
     if unknown:

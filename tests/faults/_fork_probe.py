@@ -14,6 +14,7 @@ exit codes.
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import multiprocessing
 import os
@@ -35,17 +36,11 @@ def record(model: str, tokens: int) -> None:
 
 
 def child_work(calls: int, shut_down: bool) -> None:
-    if os.environ.get("FORK_PROBE_DEBUG"):
-        import faulthandler
-
-        faulthandler.dump_traceback_later(8)
+    faulthandler.dump_traceback_later(DEADLINE_S / 2)  # a hung worker says where, before it is killed
     for _ in range(calls):
         record("child-model", CHILD_TOKENS)
     if shut_down:
-        start = time.monotonic()
         llm_otel.shutdown()
-        if os.environ.get("FORK_PROBE_DEBUG"):
-            print(f"child {os.getpid()} shutdown {time.monotonic() - start:.2f}s", file=sys.stderr, flush=True)
 
 
 def wait_all(pids: list[int]) -> dict[int, int]:
