@@ -35,7 +35,7 @@ from typing import Any
 
 import pytest
 
-from llm_otel._stack import StackPorts, collector_environment
+from llm_otel.tools._stack import StackPorts, collector_environment
 from tests.faults._outage import (
     Component,
     ExhaustedGrpcServer,
