@@ -60,7 +60,8 @@ class CountingBatchSpanProcessor(SpanProcessor):
 
     def _reset_state(self) -> None:
         self._queue: deque[ReadableSpan] = deque()
-        self._cond = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._enqueued = 0  # spans ever queued
         self._finished = 0  # of those, spans whose export returned (or that were given up)
         self._flush_target = 0
@@ -80,21 +81,19 @@ class CountingBatchSpanProcessor(SpanProcessor):
         pass
 
     def on_end(self, span: ReadableSpan) -> None:
-        if span.context is None or not span.context.trace_flags.sampled:
+        context = span.context
+        if context is None or not context.trace_flags.sampled:
             return
-        reason = None
-        with self._cond:
-            if self._shutdown:
-                reason = "shutdown"
-            elif len(self._queue) >= self._capacity:
-                reason = "queue_full"
-            else:
-                self._queue.append(span)
+        with self._lock:  # the bare lock: cheaper on every span than entering the condition
+            queue = self._queue
+            if not self._shutdown and len(queue) < self._capacity:
+                queue.append(span)
                 self._enqueued += 1
-                if len(self._queue) == self._batch_size:
+                if len(queue) == self._batch_size:
                     self._cond.notify()
-        if reason is not None:
-            self._sink.dropped("spans", reason, 1)
+                return
+            reason = "shutdown" if self._shutdown else "queue_full"
+        self._sink.dropped("spans", reason, 1)
 
     # -- the export thread ------------------------------------------------------------
     def _next_batch(self) -> list[ReadableSpan] | None:

@@ -9,6 +9,7 @@ the interpreter's exit from there. The benchmark of exit times runs it too.
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 import time
@@ -18,6 +19,8 @@ import llm_otel
 
 def main() -> None:
     plan = json.loads(sys.argv[1])
+    for module in plan.get("imports", []):  # a comparison run loads what the exporters would
+        importlib.import_module(module)
     llm_otel.configure(**plan.get("configure", {}))
     for index in range(int(plan.get("calls", 1))):
         with llm_otel.llm_call(provider="openai", model="gpt-4o-mini") as call:
