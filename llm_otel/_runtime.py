@@ -251,12 +251,12 @@ def configure(
     with _lock:
         previous = _state
         _set(state)
-    _register_exit()
-    if previous is not None:
         # providers the OpenTelemetry globals point at keep serving other instrumentations:
         # they are left running (and stopped at exit or by shutdown()), never closed here
-        spare = [p for p in previous.owned if _is_global(p)]
+        spare = [p for p in previous.owned if _is_global(p)] if previous is not None else []
         _spared.extend(spare)
+    _register_exit()
+    if previous is not None:
         previous.shutdown(spare=spare)
     return state
 
