@@ -10,7 +10,8 @@ processors), off (telemetry switched off), streams, langchain and asgi
 (frameworks), imports, peers (other OpenAI instrumentations, skipped when not
 installed), pipeline (real Collector + Prometheus, skipped when not built),
 quality (groundedness scorer time per pair, embedding model memory, request-path
-cost of a scored call site).
+cost of a scored call site), exit (flush and exit time per collector outage mode,
+fresh interpreters).
 Figures are ratios of variants measured in one process, interleaved; see
 docs/performance.md for how to read them.
 """
@@ -27,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _timing import Row
 
-SECTIONS = ("overhead", "streams", "frameworks", "imports", "peers", "pipeline", "quality")
+SECTIONS = ("overhead", "streams", "frameworks", "imports", "peers", "pipeline", "quality", "exit")
 
 
 def collect(sections: list[str], calls: int, repeat: int, peers_python: list[str], seconds: float) -> list[Row]:
@@ -62,6 +63,10 @@ def collect(sections: list[str], calls: int, repeat: int, peers_python: list[str
             import quality
 
             rows += quality.rows(calls, repeat)
+        elif section == "exit":
+            import exits
+
+            rows += exits.rows()
         print(f"  {section}: {time.perf_counter() - started:.0f}s", file=sys.stderr, flush=True)
     return rows
 

@@ -112,6 +112,12 @@ SETTINGS: tuple[Setting, ...] = (
             "Longest wait before a partial batch of spans is exported."),
     Setting("span_export_timeout_ms", ("OTEL_BSP_EXPORT_TIMEOUT",), 10000, parse_positive_int,
             "Upper bound for one span export."),
+    Setting("shutdown_timeout_ms", ("LLM_OTEL_SHUTDOWN_TIMEOUT",), 5000, parse_positive_int,
+            "Upper bound for llm_otel.shutdown() and for the final flush at interpreter exit, whatever "
+            "the collector does (down, hung, refusing); what is not sent by then is counted as dropped."),
+    Setting("use_global_providers", ("LLM_OTEL_USE_GLOBAL_PROVIDERS",), True, parse_bool,
+            "When OpenTelemetry providers are already installed globally (your SDK setup, "
+            "opentelemetry-instrument, a vendor SDK), record into them instead of creating new ones."),
     Setting("prices_file", ("LLM_OTEL_PRICES_FILE",), None, str,
             "JSON or YAML file of price overrides (model -> input_per_mtok, output_per_mtok, ...)."),
     Setting("enabled", ("LLM_OTEL_ENABLED",), True, parse_bool,

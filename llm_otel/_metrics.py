@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
 from opentelemetry.context import Context
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 
+from llm_otel import _fork
 from llm_otel import _names as n
 from llm_otel._cardinality import CardinalityGuard
 from llm_otel._usage import TokenUsage
@@ -31,10 +33,37 @@ class TokenTotals:
     the attributes are already bounded by the cardinality guard.
     """
 
+    _by_provider: weakref.WeakKeyDictionary[Any, TokenTotals] = weakref.WeakKeyDictionary()
+    _registry_lock = threading.Lock()
+
     def __init__(self) -> None:
         # a side never added to stays None: no zero series for, say, the output of an embedding
         self._sums: dict[tuple[tuple[str, str], ...], list[int | None]] = {}
         self._lock = threading.Lock()
+        _fork.after_fork_in_child(self, TokenTotals._after_fork)
+
+    @classmethod
+    def of(cls, meter_provider: Any) -> TokenTotals:
+        """The sums behind one MeterProvider's token counters, shared by every recorder on it.
+
+        The SDK hands a second ``create_observable_counter`` of the same name back the first
+        instrument with its first callback, so a recorder built by a second ``configure()``
+        on the same provider must add to the sums that callback reads (or its tokens freeze).
+        """
+        with cls._registry_lock:
+            try:
+                totals = cls._by_provider.get(meter_provider)
+                if totals is None:
+                    totals = cls._by_provider[meter_provider] = cls()
+            except TypeError:  # a provider that cannot be weakly referenced: its own sums
+                totals = cls()
+            return totals
+
+    def _after_fork(self) -> None:
+        """A forked child starts from zero: its parent exports the sums it had."""
+        self._lock = threading.Lock()
+        self._sums = {}
+        TokenTotals._registry_lock = threading.Lock()
 
     def add(self, key: tuple[tuple[str, str], ...], input_tokens: int | None, output_tokens: int | None) -> None:
         with self._lock:
@@ -88,7 +117,7 @@ class Recorder:
     def __init__(self, meter_provider: MeterProvider, guard: CardinalityGuard) -> None:
         meter = meter_provider.get_meter("llm_otel", VERSION)
         self.guard = guard
-        self.token_totals = TokenTotals()
+        self.token_totals = TokenTotals.of(meter_provider)
         self.tokens_input = meter.create_observable_counter(
             n.TOKENS_INPUT.name, [self.token_totals.observe_input], unit=n.TOKENS_INPUT.unit,
             description=n.TOKENS_INPUT.description,

@@ -2,7 +2,9 @@
 
 Exports never block the application: spans go through a bounded batch queue,
 metrics through a periodic reader with a timeout. What cannot be delivered is
-counted in ``llm_otel.telemetry.dropped`` instead of vanishing.
+counted in ``llm_otel.telemetry.dropped`` instead of vanishing. The providers built
+here are the kit's own: created without the SDK's exit hook (which waits up to 30 s
+on a hung collector) and shut down by the kit within ``shutdown_timeout_ms``.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ import logging
 import os
 import threading
 import uuid
-from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -21,175 +22,49 @@ from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
 from opentelemetry.sdk.metrics.export import (
     ConsoleMetricExporter,
     MetricExporter,
-    MetricExportResult,
-    MetricsData,
     PeriodicExportingMetricReader,
 )
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
+from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
-from opentelemetry.sdk.trace.export import (
-    BatchSpanProcessor,
-    ConsoleSpanExporter,
-    SpanExporter,
-    SpanExportResult,
-)
+from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
 from opentelemetry.trace import TracerProvider
 
+from llm_otel import _fork
 from llm_otel import _names as n
+from llm_otel._batch import CountingBatchSpanProcessor
+from llm_otel._delivery import CountingMetricExporter, CountingSpanExporter, DropSink
 from llm_otel._log import log_once
 
+__all__ = [
+    "CountingBatchSpanProcessor",
+    "CountingMetricExporter",
+    "CountingSpanExporter",
+    "DropSink",
+    "meter_provider",
+    "set_global_if_unset",
+    "tracer_provider",
+]
+
 _logger = logging.getLogger("llm_otel")
-
-
-class DropSink:
-    """Late-bound target for drop counts (the recorder is built after the providers)."""
-
-    def __init__(self) -> None:
-        self.recorder: Any = None
-
-    def dropped(self, signal: str, reason: str, amount: int) -> None:
-        if self.recorder is not None and amount > 0:
-            self.recorder.count_dropped(signal, reason, amount)
-        log_once(
-            f"dropped:{signal}:{reason}",
-            "llm-otel: %s could not be delivered (%s); counted in llm_otel_telemetry_dropped_total",
-            signal,
-            reason,
-        )
-
-
-class CountingSpanExporter(SpanExporter):
-    def __init__(self, inner: SpanExporter, sink: DropSink) -> None:
-        self._inner = inner
-        self._sink = sink
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        try:
-            result = self._inner.export(spans)
-        except Exception:
-            result = SpanExportResult.FAILURE
-        if result is not SpanExportResult.SUCCESS:
-            self._sink.dropped("spans", "export_failed", len(spans))
-        return result
-
-    def shutdown(self) -> None:
-        self._inner.shutdown()
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return self._inner.force_flush(timeout_millis)
-
-
-class _EvictionCountingQueue(deque[Any]):
-    """The batch processor's bounded queue, made to report what it evicts.
-
-    The SDK appends new spans on the left of a ``deque(maxlen=...)``, which silently
-    pushes the oldest one out on the right when full, while its worker pops batches
-    from the right. Appends and pops share one short lock here (held for the deque
-    operation only, never across an export), so "full at append" means exactly one
-    span was evicted: every span the queue loses is counted, none twice.
-    """
-
-    def __init__(self, maxlen: int, evicted: Any) -> None:
-        super().__init__(maxlen=maxlen)
-        self._lock = threading.Lock()
-        self._evicted = evicted
-
-    def appendleft(self, item: Any) -> None:
-        with self._lock:
-            full = len(self) == self.maxlen
-            super().appendleft(item)
-        if full:
-            self._evicted()
-
-    def pop(self) -> Any:  # type: ignore[override]  # deque.pop takes no index
-        with self._lock:
-            return super().pop()
-
-
-class CountingBatchSpanProcessor(BatchSpanProcessor):
-    """A BatchSpanProcessor that accounts for every span it cannot deliver.
-
-    A span ended while the queue is full is dropped here (counted as ``queue_full``)
-    rather than handed to the SDK, which would evict the oldest queued span and log a
-    warning per span; a span ended after shutdown is counted as ``shutdown``; spans
-    still queued when shutdown gives up are counted as ``shutdown_timeout``; failed
-    exports are counted by :class:`CountingSpanExporter`. So spans ended = spans
-    exported + spans counted in ``llm_otel.telemetry.dropped``.
-    """
-
-    def __init__(self, exporter: SpanExporter, sink: DropSink, **options: Any) -> None:
-        super().__init__(exporter, **options)
-        self._sink = sink
-        batch = getattr(self, "_batch_processor", None)
-        capacity = getattr(batch, "_max_queue_size", None)
-        queue = getattr(batch, "_queue", None)
-        self._batch: Any = None
-        self._capacity = 0
-        self._queue: Any = None
-        if batch is not None and isinstance(capacity, int) and isinstance(queue, deque) and not queue:
-            # an SDK whose internals differ keeps its own queue: drops are then counted best-effort
-            self._queue = _EvictionCountingQueue(capacity, self._evicted)
-            batch._queue = self._queue
-            self._batch = batch
-            self._capacity = capacity
-
-    def _evicted(self) -> None:
-        self._sink.dropped("spans", "queue_full", 1)
-
-    def on_end(self, span: ReadableSpan) -> None:
-        queue = self._queue
-        if queue is not None and self._batch._queue is not queue:  # the SDK rebuilt it (after a fork)
-            queue = self._queue = _EvictionCountingQueue(self._capacity, self._evicted)
-            queue.extend(self._batch._queue)
-            self._batch._queue = queue
-        if queue is not None and span.context is not None and span.context.trace_flags.sampled:
-            if self._batch._shutdown:
-                self._sink.dropped("spans", "shutdown", 1)
-                return
-            if len(queue) >= self._capacity:
-                self._sink.dropped("spans", "queue_full", 1)
-                return
-        super().on_end(span)
-
-    def shutdown(self) -> None:
-        super().shutdown()  # type: ignore[no-untyped-call]
-        left = len(self._queue) if self._queue is not None else 0
-        if left:  # the exporter did not finish within the shutdown timeout
-            self._sink.dropped("spans", "shutdown_timeout", left)
-
-
-class CountingMetricExporter(MetricExporter):
-    def __init__(self, inner: MetricExporter, sink: DropSink) -> None:
-        super().__init__(
-            preferred_temporality=getattr(inner, "_preferred_temporality", None),
-            preferred_aggregation=getattr(inner, "_preferred_aggregation", None),
-        )
-        self._inner = inner
-        self._sink = sink
-
-    def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
-        try:
-            result = self._inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
-        except Exception:
-            result = MetricExportResult.FAILURE
-        if result is not MetricExportResult.SUCCESS:
-            self._sink.dropped("metrics", "export_failed", 1)
-        return result
-
-    def force_flush(self, timeout_millis: float = 10_000) -> bool:
-        return self._inner.force_flush(timeout_millis)
-
-    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
-        self._inner.shutdown(timeout_millis=timeout_millis, **kwargs)
-
 
 _INSTANCE_ID = str(uuid.uuid4())
 
 
-def _resource(settings: Mapping[str, Any], extra: Mapping[str, Any] | None) -> Resource:
+def _new_instance_id() -> None:
+    """A forked child is another instance: its series must not overwrite its parent's."""
+    global _INSTANCE_ID
+    _INSTANCE_ID = str(uuid.uuid4())
+
+
+_fork.on_fork(_new_instance_id)
+
+
+def _resource(settings: Mapping[str, Any], extra: Mapping[str, Any] | None) -> tuple[Resource, bool]:
     """service.instance.id is unique per process unless set, so two replicas of one service
-    never overwrite each other's series in the collector's prometheus exporter."""
+    never overwrite each other's series in the collector's prometheus exporter.
+
+    Also says whether the id is the kit's own (then a forked child gets a new one)."""
     attributes: dict[str, Any] = {n.SERVICE_INSTANCE_ID: _INSTANCE_ID}
     attributes.update(extra or {})
     attributes[n.SERVICE_NAME] = settings["service_name"]
@@ -197,7 +72,15 @@ def _resource(settings: Mapping[str, Any], extra: Mapping[str, Any] | None) -> R
     env_resource = Resource.create({})
     if n.SERVICE_INSTANCE_ID in env_resource.attributes and n.SERVICE_INSTANCE_ID not in (extra or {}):
         resource = resource.merge(Resource({n.SERVICE_INSTANCE_ID: env_resource.attributes[n.SERVICE_INSTANCE_ID]}))
-    return resource
+    return resource, resource.attributes.get(n.SERVICE_INSTANCE_ID) == _INSTANCE_ID
+
+
+def target(settings: Mapping[str, Any]) -> str:
+    """Where the kit's OTLP exporters send, as said in its log lines."""
+    protocol = settings["protocol"]
+    endpoint = settings["endpoint"] or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or (
+        "http://localhost:4317" if protocol == "grpc" else "http://localhost:4318")
+    return f"{endpoint} ({protocol})"
 
 
 def _endpoint(settings: Mapping[str, Any], signal: str) -> str | None:
@@ -280,21 +163,24 @@ def tracer_provider(
     extra: Sequence[SpanProcessor],
     sink: DropSink,
 ) -> SdkTracerProvider:
-    provider = SdkTracerProvider(resource=_resource(settings, resource_attributes))
+    resource, own_id = _resource(settings, resource_attributes)
+    provider = SdkTracerProvider(resource=resource, shutdown_on_exit=False)
     exporter = _span_exporter(settings)
     if exporter is not None:
         provider.add_span_processor(
             CountingBatchSpanProcessor(
-                CountingSpanExporter(exporter, sink),
+                CountingSpanExporter(exporter, sink, factory=lambda: _span_exporter(settings) or exporter),
                 sink,
                 max_queue_size=settings["span_queue_size"],
                 max_export_batch_size=min(settings["span_batch_size"], settings["span_queue_size"]),
                 schedule_delay_millis=settings["span_schedule_delay_ms"],
                 export_timeout_millis=settings["span_export_timeout_ms"],
+                shutdown_timeout_millis=settings["shutdown_timeout_ms"],
             )
         )
     for processor in extra:
         provider.add_span_processor(processor)
+    _fork.after_fork_in_child(provider, lambda p: _tracer_provider_after_fork(p, own_id))
     return provider
 
 
@@ -311,20 +197,44 @@ def meter_provider(
     if exporter is not None:
         readers.append(
             PeriodicExportingMetricReader(
-                CountingMetricExporter(exporter, sink),
+                CountingMetricExporter(exporter, sink, factory=lambda: _metric_exporter(settings) or exporter),
                 export_interval_millis=settings["metric_export_interval_ms"],
                 export_timeout_millis=settings["metric_export_timeout_ms"],
             )
         )
     if not readers:
         return NoOpMeterProvider()
-    return SdkMeterProvider(resource=_resource(settings, resource_attributes), metric_readers=readers)
+    resource, own_id = _resource(settings, resource_attributes)
+    provider = SdkMeterProvider(resource=resource, metric_readers=readers, shutdown_on_exit=False)
+    _fork.after_fork_in_child(provider, lambda p: _meter_provider_after_fork(p, own_id))
+    return provider
+
+
+def _tracer_provider_after_fork(provider: Any, own_id: bool) -> None:
+    provider._tracers_lock = threading.Lock()  # the SDK resets it too, but may run after this
+    if own_id:
+        provider._update_resource(Resource({n.SERVICE_INSTANCE_ID: _INSTANCE_ID}))
+
+
+def _meter_provider_after_fork(provider: Any, own_id: bool) -> None:
+    """The child starts from zero: every aggregation of the kit's meter provider is emptied
+    (the parent's totals stay the parent's to export) and every lock in it is new."""
+    from llm_otel import _sdk_fork
+
+    _sdk_fork.reset_meter_provider(provider)
+    if own_id:
+        provider._update_resource(Resource({n.SERVICE_INSTANCE_ID: _INSTANCE_ID}))
+
+
+def is_api_default(provider: Any) -> bool:
+    """Whether ``provider`` is the API's placeholder (nothing installed globally yet)."""
+    from opentelemetry.metrics._internal import _ProxyMeterProvider
+
+    return isinstance(provider, (trace.ProxyTracerProvider, _ProxyMeterProvider))
 
 
 def set_global_if_unset(tracer: TracerProvider, meter: MeterProvider) -> None:
-    if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+    if is_api_default(trace.get_tracer_provider()):
         trace.set_tracer_provider(tracer)
-    from opentelemetry.metrics._internal import _ProxyMeterProvider
-
-    if isinstance(metrics.get_meter_provider(), _ProxyMeterProvider) and not isinstance(meter, NoOpMeterProvider):
+    if is_api_default(metrics.get_meter_provider()) and not isinstance(meter, NoOpMeterProvider):
         metrics.set_meter_provider(meter)

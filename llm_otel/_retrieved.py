@@ -95,6 +95,13 @@ def forget_all() -> None:
         _by_trace.clear()
 
 
+def after_fork_in_child() -> None:
+    """A forked child starts with no passages and a lock no parent thread can be holding."""
+    global _lock
+    _lock = threading.Lock()
+    _by_trace.clear()
+
+
 def add_retrieved_context(documents: Any, *, span: trace.Span | None = None) -> int:
     """Keep the passages a retrieval step found, for scoring the answer of the same trace.
 

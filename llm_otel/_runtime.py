@@ -7,7 +7,12 @@ middleware and handlers read ``current()`` at call time, so a second
 
 from __future__ import annotations
 
+import atexit
+import logging
+import sys
 import threading
+import time
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +21,7 @@ from opentelemetry import metrics, trace
 from opentelemetry.metrics import MeterProvider, NoOpMeterProvider
 from opentelemetry.trace import Tracer, TracerProvider
 
-from llm_otel import _config, _retrieved
+from llm_otel import _config, _fork, _lifecycle, _log, _retrieved
 from llm_otel._cardinality import CardinalityGuard
 from llm_otel._content import Redactor, default_redactor
 from llm_otel._log import log_once
@@ -39,6 +44,7 @@ class Telemetry:
     enabled: bool = True
     evaluator: Any = None
     owned: list[Any] = field(default_factory=list)
+    sink: Any = None  # the DropSink of the exporters this setup created
     drop_forecast: DropForecast = field(init=False)
 
     def __post_init__(self) -> None:
@@ -63,21 +69,34 @@ class Telemetry:
             return False
         return bool(evaluator.scores_every_call or (evaluator.scores_context and _retrieved.active()))
 
-    def shutdown(self) -> None:
+    def shutdown(self, timeout_millis: float | None = None, *, spare: Sequence[Any] = ()) -> None:
+        """Stop what this setup created within ``timeout_millis`` (default ``shutdown_timeout_ms``).
+
+        Providers in ``spare`` are left running (the OpenTelemetry globals still point at them).
+        """
+        timeout = float(self.settings["shutdown_timeout_ms"] if timeout_millis is None else timeout_millis)
+        deadline = time.monotonic() + timeout / 1000
         if self.evaluator is not None:
-            self.evaluator.close()
-        for provider in self.owned:
-            provider.shutdown()
+            self.evaluator.close(min(5.0, timeout / 4000))  # a quarter: the exports need the rest
+        closing = [p for p in self.owned if not any(p is kept for kept in spare)]
+        if self.sink is not None:
+            self.sink.closing = True
+        left_ms = max(0.0, deadline - time.monotonic()) * 1000
+        _lifecycle.shutdown(
+            [p for p in closing if hasattr(p, "get_tracer")],
+            [p for p in closing if hasattr(p, "get_meter")],
+            left_ms,
+        )
+        line = self.sink.summary() if self.sink is not None and len(closing) == len(self.owned) else None
+        if line:
+            _logger.warning("%s", line)
 
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        ok = True
-        for provider in (self.tracer_provider, self.meter_provider):
-            flush = getattr(provider, "force_flush", None)
-            if flush is not None:
-                ok = bool(flush(timeout_millis=timeout_millis)) and ok
-        return ok
+    def force_flush(self, timeout_millis: float = 30000) -> bool:
+        """Flush both providers within ``timeout_millis`` in all (the SDK alone may take far longer)."""
+        return _lifecycle.force_flush((self.tracer_provider, self.meter_provider), timeout_millis)
 
 
+_logger = logging.getLogger("llm_otel")
 _lock = threading.Lock()
 _state: Telemetry | None = None
 
@@ -183,8 +202,10 @@ def configure(
 ) -> Telemetry:
     """Set up traces and metrics for the whole kit; see docs/configuration.md for every option.
 
-    Calling it again replaces what an earlier call set up (and shuts down the
-    providers that call created).
+    Providers passed in or already installed globally by someone else are used, never
+    closed (docs/configuration.md, "Joining an existing OpenTelemetry setup"). Calling it
+    again replaces what an earlier call set up and shuts down the providers that call
+    created, except one the OpenTelemetry globals still point at.
     """
     unknown = set(more) - set(_config.SETTINGS_BY_NAME)
     if unknown:
@@ -202,7 +223,12 @@ def configure(
     from llm_otel import _providers
 
     owned: list[Any] = []
-    sink = _providers.DropSink()
+    sink = _providers.DropSink(_providers.target(settings))
+    joined = _join_globals(settings, set_global)
+    if tracer_provider is None and joined.tracer is not None:
+        tracer_provider = joined.tracer
+    if meter_provider is None and joined.meter is not None:
+        meter_provider = joined.meter
     if tracer_provider is None:
         tracer_provider = _providers.tracer_provider(settings, resource_attributes, span_processors, sink)
         owned.append(tracer_provider)
@@ -213,18 +239,30 @@ def configure(
         meter_provider = _providers.meter_provider(settings, resource_attributes, metric_readers, sink)
         if hasattr(meter_provider, "shutdown"):
             owned.append(meter_provider)
+    elif metric_readers:
+        _log.log_once("readers-ignored", "llm-otel: metric_readers are ignored with a MeterProvider llm-otel did "
+                      "not create (a reader joins a provider when it is built); add them to yours")
+    for provider in owned:
+        _created.add(provider)
     if set_global:
         _providers.set_global_if_unset(tracer_provider, meter_provider)
+    joined.explain(tracer_provider, meter_provider)
 
     state = _build(settings, tracer_provider, meter_provider, overrides, redactor, owned)
+    state.sink = sink
     sink.recorder = state.recorder
     state.evaluator = _evaluator(settings, evaluator, judge)
     _retrieved.forget_all()
     with _lock:
         previous = _state
         _set(state)
+        # providers the OpenTelemetry globals point at keep serving other instrumentations:
+        # they are left running (and stopped at exit or by shutdown()), never closed here
+        spare = [p for p in previous.owned if _is_global(p)] if previous is not None else []
+        _spared.extend(spare)
+    _register_exit()
     if previous is not None:
-        previous.shutdown()
+        previous.shutdown(spare=spare)
     return state
 
 
@@ -247,15 +285,128 @@ def _evaluator(settings: Mapping[str, Any], scorer: Callable[..., Any] | None, j
     )
 
 
-def shutdown() -> None:
-    """Flush and stop what configure() created; later calls fall back to the global providers."""
+class _Joined:
+    """Which globally installed providers configure() records into, and the one line saying so."""
+
+    def __init__(self, tracer: Any, meter: Any) -> None:
+        self.tracer = tracer
+        self.meter = meter
+
+    def explain(self, tracer_provider: Any, meter_provider: Any) -> None:
+        if self.tracer is None and self.meter is None:
+            return
+        parts = []
+        for signal, joined, used in (("spans", self.tracer, tracer_provider), ("metrics", self.meter, meter_provider)):
+            name = type(used).__module__ + "." + type(used).__qualname__
+            if joined is not None and used is joined:
+                parts.append(f"{signal} go to the global {name} already installed")
+            else:
+                parts.append(f"{signal} go to a new {name}")
+        _log.log_once(
+            f"joined:{id(self.tracer)}:{id(self.meter)}",
+            "llm-otel: joined the existing OpenTelemetry setup: %s; no exporter of llm-otel's own was added to "
+            "them, so its endpoint, service_name and resource settings do not apply there "
+            "(LLM_OTEL_USE_GLOBAL_PROVIDERS=false to create separate providers)",
+            "; ".join(parts), level=logging.INFO,
+        )
+
+
+def _join_globals(settings: Mapping[str, Any], set_global: bool) -> _Joined:
+    """The providers someone else installed globally, per signal, when the kit is to use them.
+
+    The API's placeholders mean nothing is installed; providers an earlier configure()
+    created are the kit's own and are replaced by new ones, as a second configure() asks.
+    """
+    if not (settings["use_global_providers"] and set_global):
+        return _Joined(None, None)
+    from llm_otel import _providers
+
+    found = []
+    for provider in (trace.get_tracer_provider(), metrics.get_meter_provider()):
+        foreign = not _providers.is_api_default(provider) and provider not in _created
+        found.append(provider if foreign else None)
+    return _Joined(found[0], found[1])
+
+
+def _is_global(provider: Any) -> bool:
+    return provider is trace.get_tracer_provider() or provider is metrics.get_meter_provider()
+
+
+# every provider the kit created (the ones it may close); and the ones kept for the globals
+_created: weakref.WeakSet[Any] = weakref.WeakSet()
+_spared: list[Any] = []
+_exit_registered = False
+
+
+def _register_exit() -> None:
+    """Interpreter exit shuts down what the kit created within ``shutdown_timeout_ms``
+    (the SDK's own exit hook, turned off for the kit's providers, could wait 30 s)."""
+    global _exit_registered
+    if not _exit_registered:
+        _exit_registered = True
+        atexit.register(shutdown)
+
+
+def shutdown(timeout_millis: float | None = None) -> None:
+    """Flush and stop what configure() created, within ``timeout_millis`` (default: the
+    ``shutdown_timeout_ms`` setting); later calls fall back to the global providers.
+    Providers the kit did not create are left alone."""
     global _state
     with _lock:
         previous, _state = _state, None
+        spared, _spared[:] = list(_spared), []
     if previous is not None:
-        previous.shutdown()
+        timeout = float(previous.settings["shutdown_timeout_ms"] if timeout_millis is None else timeout_millis)
+        deadline = time.monotonic() + timeout / 1000
+        previous.shutdown(timeout)
+        if spared:
+            left_ms = max(0.0, deadline - time.monotonic()) * 1000
+            _lifecycle.shutdown([p for p in spared if hasattr(p, "get_tracer")],
+                                [p for p in spared if hasattr(p, "get_meter")], left_ms)
 
 
 def force_flush(timeout_millis: int = 30000) -> bool:
+    """Export what is pending; returns within ``timeout_millis`` (False if not all was sent)."""
     state = _state
     return state.force_flush(timeout_millis) if state is not None else True
+
+
+def _after_fork_in_child() -> None:
+    """The child's own locks and a fresh evaluator; the providers and sums reset themselves."""
+    global _lock
+    _lock = threading.Lock()
+    _log._seen_lock = threading.Lock()
+    state = _state
+    if state is None:
+        return
+    multiprocessing_util = sys.modules.get("multiprocessing.util")
+    if multiprocessing_util is not None:
+        # a multiprocessing worker leaves through os._exit, skipping atexit; its finalizers still
+        # run (registered once the worker has cleared the ones it inherited)
+        multiprocessing_util.register_after_fork(_worker_exit, _shut_down_at_worker_exit)
+    for holder in (state.recorder.guard, state.prices):
+        if hasattr(holder, "_lock"):
+            holder._lock = threading.Lock()
+    if state.sink is not None:
+        state.sink.after_fork()
+    _retrieved.after_fork_in_child()
+    evaluator = state.evaluator
+    if evaluator is not None:
+        # built anew from the settings: the parent's worker thread, queue, drift windows and locks stay behind
+        state.evaluator = _evaluator(state.settings, evaluator.scorer, evaluator.judge)
+
+
+class _WorkerExit:
+    """The object multiprocessing's after-fork registry holds (it keeps values weakly)."""
+
+
+_worker_exit = _WorkerExit()
+
+
+def _shut_down_at_worker_exit(_: object) -> None:
+    import multiprocessing.util
+
+    multiprocessing.util.Finalize(None, shutdown, exitpriority=0)
+
+
+_fork.on_fork(_after_fork_in_child)

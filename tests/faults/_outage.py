@@ -285,3 +285,160 @@ def services_in(path: Path | None) -> set[str]:
                 if name:
                     found.add(name)
     return found
+
+
+# --------------------------------------------------------------------------- collectors that answer "not now"
+
+
+class UnavailableHttpServer:
+    """An OTLP/HTTP endpoint that answers every export ``503 Service Unavailable`` (Retry-After: 1)."""
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                outer.requests += 1
+                self.send_response(503)
+                self.send_header("Retry-After", "1")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.requests = 0
+        self._server = ThreadingHTTPServer((host, 0), Handler)
+        self._server.daemon_threads = True
+        self.endpoint = f"http://{host}:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, name="http-503", daemon=True)
+
+    def __enter__(self) -> UnavailableHttpServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class ExhaustedGrpcServer:
+    """An OTLP/gRPC endpoint that rejects every export with RESOURCE_EXHAUSTED and a RetryInfo
+    of one second, as a collector over its memory limit does."""
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        from concurrent import futures
+
+        import grpc
+        from google.protobuf.duration_pb2 import Duration
+        from google.rpc.error_details_pb2 import RetryInfo
+        from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc
+        from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
+
+        retry = RetryInfo(retry_delay=Duration(seconds=1)).SerializeToString()
+        outer = self
+
+        def refuse(request: object, context: Any) -> None:
+            outer.requests += 1
+            context.set_trailing_metadata((("google.rpc.retryinfo-bin", retry),))
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "data refused due to high memory usage")
+
+        class Traces(trace_service_pb2_grpc.TraceServiceServicer):
+            Export = staticmethod(refuse)
+
+        class Metrics(metrics_service_pb2_grpc.MetricsServiceServicer):
+            Export = staticmethod(refuse)
+
+        self.requests = 0
+        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Traces(), self._server)
+        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(Metrics(), self._server)
+        port = self._server.add_insecure_port(f"{host}:0")
+        self.endpoint = f"http://{host}:{port}"
+
+    def __enter__(self) -> ExhaustedGrpcServer:
+        self._server.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.stop(grace=None)
+
+
+class RecordingGrpcReceiver:
+    """An OTLP/gRPC endpoint that accepts every export and keeps the decoded requests."""
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        from concurrent import futures
+
+        import grpc
+        from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
+        from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+
+        self.metric_requests: list[Any] = []
+        self.span_requests: list[Any] = []
+        self._lock = threading.Lock()
+        outer = self
+
+        class Traces(trace_service_pb2_grpc.TraceServiceServicer):
+            def Export(self, request: Any, context: Any) -> Any:
+                with outer._lock:
+                    outer.span_requests.append(request)
+                return trace_service_pb2.ExportTraceServiceResponse()
+
+        class Metrics(metrics_service_pb2_grpc.MetricsServiceServicer):
+            def Export(self, request: Any, context: Any) -> Any:
+                with outer._lock:
+                    outer.metric_requests.append(request)
+                return metrics_service_pb2.ExportMetricsServiceResponse()
+
+        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Traces(), self._server)
+        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(Metrics(), self._server)
+        port = self._server.add_insecure_port(f"{host}:0")
+        self.endpoint = f"http://{host}:{port}"
+
+    def __enter__(self) -> RecordingGrpcReceiver:
+        self._server.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.stop(grace=None)
+
+    @staticmethod
+    def _instance(resource: Any) -> str:
+        for attribute in resource.attributes:
+            if attribute.key == "service.instance.id":
+                return str(attribute.value.string_value)
+        return ""
+
+    def latest_sums(self, metric: str) -> dict[str, int]:
+        """Per service.instance.id, the last exported cumulative total of ``metric`` (all series)."""
+        latest: dict[str, int] = {}
+        with self._lock:
+            requests = list(self.metric_requests)
+        for request in requests:
+            for resource_metrics in request.resource_metrics:
+                total, seen = 0, False
+                for scope in resource_metrics.scope_metrics:
+                    for item in scope.metrics:
+                        if item.name == metric:
+                            seen = True
+                            total += sum(int(p.as_int or p.as_double) for p in item.sum.data_points)
+                if seen:
+                    latest[self._instance(resource_metrics.resource)] = total
+        return latest
+
+    def span_names(self) -> dict[str, list[str]]:
+        """Per service.instance.id, the names of every span received."""
+        names: dict[str, list[str]] = {}
+        with self._lock:
+            requests = list(self.span_requests)
+        for request in requests:
+            for resource_spans in request.resource_spans:
+                instance = self._instance(resource_spans.resource)
+                for scope in resource_spans.scope_spans:
+                    names.setdefault(instance, []).extend(span.name for span in scope.spans)
+        return names
