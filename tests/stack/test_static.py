@@ -3,6 +3,7 @@ and names only series, labels and datasources that exist."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -39,6 +40,10 @@ COLLECTOR_CONFIGS = [
     ("config.yaml",),
     ("config.yaml", "file-export.yaml"),
     ("config.yaml", "otlp-tls-bearer.yaml"),
+    ("gateway.yaml",),
+    ("gateway.yaml", "file-export.yaml"),
+    ("agent.yaml",),
+    ("agent.yaml", "agent-static.yaml"),
 ]
 K8S_DIR = OBSERVABILITY / "k8s"
 COMPONENT_KINDS = ("receivers", "processors", "exporters", "extensions", "connectors")
@@ -57,10 +62,55 @@ def load_yaml(path: Path) -> Any:
 
 @pytest.mark.stack
 @pytest.mark.parametrize("configs", COLLECTOR_CONFIGS, ids="+".join)
-def test_collector_config_validates(collector_bin: Path, configs: tuple[str, ...]) -> None:
+def test_collector_config_validates(collector_bin: Path, configs: tuple[str, ...], tmp_path: Path) -> None:
     flags = [f"--config=file:{COLLECTOR_DIR / name}" for name in configs]
-    result = run(collector_bin, "validate", *flags)
+    gateways = tmp_path / "gateways.yaml"  # read by agent-static.yaml
+    gateways.write_text('["127.0.0.1:14317", "127.0.0.1:24317"]\n')
+    result = subprocess.run([str(collector_bin), "validate", *flags], capture_output=True, text=True, check=False,
+                            env={**os.environ, "LLM_OTEL_GATEWAYS_FILE": str(gateways)})
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("tier", ["agent", "gateway"])
+def test_k8s_collector_tiers_run_the_shipped_configs(tier: str) -> None:
+    """The operator CRs embed agent.yaml / gateway.yaml verbatim: what the native tests run is what ships."""
+    manifest = load_yaml(K8S_DIR / f"collector-{tier}.yaml")
+    assert manifest["spec"]["config"] == load_yaml(COLLECTOR_DIR / f"{tier}.yaml")
+    mounts = {mount["mountPath"] for mount in manifest["spec"]["volumeMounts"]}
+    assert "/etc/otelcol/tls" in mounts  # the TLS material the configs' defaults point at
+
+
+def test_agent_protects_its_host_port_and_talks_tls_to_the_gateways() -> None:
+    agent = load_yaml(COLLECTOR_DIR / "agent.yaml")
+    authenticators = {name for name in agent["extensions"] if name.startswith("bearertokenauth")}
+    assert authenticators and authenticators <= set(agent["service"]["extensions"])
+    for protocol in agent["receivers"]["otlp"]["protocols"].values():
+        assert protocol["tls"]["cert_file"] and protocol["tls"]["key_file"]
+        assert protocol["auth"]["authenticator"] in authenticators
+    for name in ("load_balancing/traces", "load_balancing/metrics"):
+        exporter = agent["exporters"][name]
+        tls = exporter["protocol"]["otlp"]["tls"]
+        assert not tls.get("insecure") and tls["ca_file"] and tls["cert_file"] and tls["key_file"], name
+        # A retry at this level re-sends whole batches to every gateway (duplicate spans).
+        assert "retry_on_failure" not in exporter and "sending_queue" not in exporter, name
+    assert agent["exporters"]["load_balancing/traces"]["routing_key"] == "traceID"
+    assert agent["exporters"]["load_balancing/metrics"]["routing_key"] == "resource"
+    gateway = load_yaml(COLLECTOR_DIR / "gateway.yaml")
+    gateway_tls = gateway["receivers"]["otlp"]["protocols"]["grpc"]["tls"]
+    assert gateway_tls["client_ca_file"] and gateway_tls["cert_file"]  # mutual TLS
+    assert set(gateway["receivers"]["otlp"]["protocols"]) == {"grpc"}
+
+
+def test_gateway_samples_traces_only() -> None:
+    gateway = load_yaml(COLLECTOR_DIR / "gateway.yaml")
+    pipelines = gateway["service"]["pipelines"]
+    assert "tail_sampling" in pipelines["traces"]["processors"]
+    assert "tail_sampling" not in pipelines["metrics"]["processors"]  # totals stay exact
+    policies = {policy["name"]: policy["type"] for policy in gateway["processors"]["tail_sampling"]["policies"]}
+    assert policies == {
+        "errors": "status_code", "rate-limited": "string_attribute", "slow": "latency",
+        "expensive": "ottl_condition", "low-quality": "ottl_condition", "baseline": "probabilistic",
+    }
 
 
 @pytest.mark.stack
