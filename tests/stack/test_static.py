@@ -24,6 +24,7 @@ from tests.stack._support import (
     OBSERVABILITY,
     PROMETHEUS_DIR,
     REPO,
+    SLO_RULES,
     AlertRule,
     DashboardQuery,
     is_known_series,
@@ -32,7 +33,9 @@ from tests.stack._support import (
     label_names,
     load_dashboard,
     metric_names,
+    read_slo_alerts,
     render_grafana_expr,
+    slo_expressions,
 )
 
 # Collector configurations as they are run: (base, overlay...).
@@ -219,7 +222,7 @@ def test_prometheus_scrapes_the_collector_with_honor_labels() -> None:
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     assert jobs["otel-collector"]["honor_labels"] is True
     assert jobs["otel-collector"]["static_configs"][0]["targets"] == ["otel-collector:8889"]
-    assert config["rule_files"] == ["alerts.yml"]
+    assert config["rule_files"] == ["alerts.yml", "slo.yml"]
     assert config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == ["alertmanager:9093"]
 
 
@@ -235,6 +238,51 @@ def test_promtool_test_rules(promtool_bin: Path) -> None:
     result = run(promtool_bin, "test", "rules", "alerts_test.yml", cwd=PROMETHEUS_DIR)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout
+
+
+@pytest.mark.stack
+def test_promtool_checks_and_tests_the_slo_rules(promtool_bin: Path) -> None:
+    result = run(promtool_bin, "check", "rules", SLO_RULES)
+    assert result.returncode == 0, result.stdout + result.stderr
+    result = run(promtool_bin, "test", "rules", "slo_test.yml", cwd=PROMETHEUS_DIR)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+
+
+def test_every_slo_alert_fires_and_stays_quiet_in_a_unit_test() -> None:
+    tests = load_yaml(PROMETHEUS_DIR / "slo_test.yml")
+    fires: set[str] = set()
+    silent: set[str] = set()
+    for case in tests["tests"]:
+        for check in case.get("alert_rule_test", []):
+            (fires if check.get("exp_alerts") else silent).add(check["alertname"])
+    names = {rule.alert for rule in read_slo_alerts()}
+    assert len(names) == 10  # five objectives, a fast and a slow burn each
+    assert names - fires == set(), "SLO alerts without a firing test"
+    assert names - silent == set(), "SLO alerts without a quiet test"
+
+
+def test_slo_alerts_are_multiwindow_multi_burn_rate() -> None:
+    for rule in read_slo_alerts():
+        long_window, short_window, factor = {"Fast": ("1h", "5m", "14.4"), "Slow": ("6h", "30m", "6")}[
+            rule.alert[-4:]]
+        pattern = (rf"^(\w+):llm_slo_burn_rate:{long_window}\{{slo=\"[\w-]+\"\}} > {re.escape(factor)}\s+and\s+"
+                   rf"\1:llm_slo_burn_rate:{short_window}\{{slo=\"[\w-]+\"\}} > {re.escape(factor)}$")
+        assert re.match(pattern, rule.expr.strip()), rule.alert
+        assert rule.annotations.get("runbook") == "docs/stack.md#slo-alerts", rule.alert
+
+
+def test_spend_slos_use_increase_never_the_cumulative_sum() -> None:
+    for group in load_yaml(SLO_RULES)["groups"]:
+        for rule in group["rules"]:
+            if "llm_cost_usd_sum" in rule["expr"]:
+                assert re.search(r"increase\(llm_cost_usd_sum\[", rule["expr"]), rule.get("record")
+
+
+def test_k8s_prometheus_rule_is_the_slo_file() -> None:
+    manifest = load_yaml(K8S_DIR / "prometheusrule-slo.yaml")
+    assert manifest["kind"] == "PrometheusRule"
+    assert manifest["spec"]["groups"] == load_yaml(SLO_RULES)["groups"]
 
 
 def test_every_alert_has_a_firing_and_a_silent_unit_test(alert_rules: list[AlertRule]) -> None:
@@ -277,6 +325,7 @@ def test_daily_spend_uses_increase_not_the_cumulative_counter(alert_rules: list[
 def promql_sources(dashboard_queries: list[DashboardQuery], alert_rules: list[AlertRule]) -> list[tuple[str, str]]:
     sources = [(f"{q.dashboard}:{q.panel}:{q.ref_id}", q.promql()) for q in dashboard_queries]
     sources += [(f"alerts.yml:{rule.alert}", rule.expr) for rule in alert_rules]
+    sources += [(f"slo.yml:{name}", expr) for name, expr in slo_expressions()]
     for path in DASHBOARDS:
         for variable in load_dashboard(path).get("templating", {}).get("list", []):
             query = variable.get("query")
