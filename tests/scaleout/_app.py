@@ -7,6 +7,8 @@ lines on stdin, each answered by one JSON line on stdout:
 * ``{"units": N, "pause_s": S}``: N traces, each an ``llm.route`` span with two LLM
   calls (a plain one and one of the kinds in :data:`KINDS`), then a flush. The
   answer is the ground truth: tokens, cost, calls and every trace id with its kind.
+  ``{"seconds": S, "plain": true}`` instead runs plain traces for S seconds
+  (benchmarks/scaleout.py).
 * ``{"exit": true}``: shut the kit down; answers with the kit's own drop counts.
 """
 
@@ -82,10 +84,14 @@ def _plain(truth: Truth, score: float | None = None) -> None:
     truth.priced(*PLAIN)
 
 
-def run_units(count: int, pause_s: float, start: int) -> Truth:
+def run_units(count: int, pause_s: float, start: int, *, seconds: float = 0.0, plain: bool = False) -> Truth:
+    """``count`` traces, or as many as fit in ``seconds``; only plain ones when ``plain``."""
     truth = Truth()
-    for index in range(start, start + count):
-        kind = KINDS[index % len(KINDS)]
+    deadline = time.monotonic() + seconds
+    for index in range(start, start + count if not seconds else 2**62):
+        if seconds and time.monotonic() >= deadline:
+            break
+        kind = "plain" if plain else KINDS[index % len(KINDS)]
         began = time.time()
         with llm_otel.route(task_type="scaleout", model=PLAIN[0]):
             trace_id = format(trace.get_current_span().get_span_context().trace_id, "032x")
@@ -113,8 +119,9 @@ def main() -> None:
             command = json.loads(line)
             if command.get("exit"):
                 break
-            truth = run_units(int(command["units"]), float(command.get("pause_s", 0)), done)
-            done += int(command["units"])
+            truth = run_units(int(command.get("units", 0)), float(command.get("pause_s", 0)), done,
+                              seconds=float(command.get("seconds", 0)), plain=bool(command.get("plain")))
+            done += len(truth.traces)
             llm_otel.force_flush(10_000)
             print(json.dumps(truth.__dict__), flush=True)
         llm_otel.force_flush(10_000)
