@@ -30,8 +30,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-from tests.faults._outage import eventually
+import llm_otel
+from tests.e2e import _traffic
+from tests.faults._outage import EXPORTER_TIMEOUT_ENV, dropped, eventually
 from tests.scaleout import _tiers
 from tests.scaleout._certs import Pki, make_pki
 from tests.scaleout._tiers import App, Collector
@@ -177,6 +180,28 @@ def wait_for_kept_traces(tiers: Tiers, expected: set[str]) -> dict[str, dict[str
     eventually(lambda: expected <= set(_tiers.spans_by_trace(tiers.gateways)), "the kept traces", timeout=60)
     time.sleep(4)  # past the decision wait and the file flush: a trace kept by mistake would be written by now
     return _tiers.spans_by_trace(tiers.gateways)
+
+
+@pytest.mark.parametrize("scheme, token", [("https", "not-the-token"), ("http", _tiers.TOKEN)])
+def test_agent_host_port_refuses_a_wrong_token_and_plaintext(
+    tiers: Tiers, monkeypatch: pytest.MonkeyPatch, scheme: str, token: str
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_CERTIFICATE", str(tiers.pki.ca))
+    monkeypatch.setenv(EXPORTER_TIMEOUT_ENV, "2")
+    reader = InMemoryMetricReader()
+    service = f"scaleout-intruder-{scheme}"
+    llm_otel.configure(service_name=service, endpoint=f"{scheme}://127.0.0.1:{tiers.agents[0].otlp}",
+                       protocol="grpc", set_global=False, headers={"authorization": f"Bearer {token}"},
+                       metric_readers=[reader], metric_export_interval_ms=300, span_schedule_delay_ms=100)
+    try:
+        for _ in range(3):
+            _traffic.openai_chat("gpt-4o-mini", (10, 1, 0))  # never raises, whatever the agent says
+        llm_otel.force_flush(5_000)
+    finally:
+        llm_otel.shutdown()
+    assert dropped(reader).get(("spans", "export_failed"), 0) == 3
+    time.sleep(2)  # a few scrapes: nothing of this service may reach a gateway
+    assert _tiers.promql(tiers.prometheus_url, f'llm_tokens_input_total{{job="{service}"}}') == []
 
 
 def test_routing_sampling_and_failover(tiers: Tiers) -> None:
