@@ -109,6 +109,8 @@ def test_gateway_samples_traces_only() -> None:
     pipelines = gateway["service"]["pipelines"]
     assert "tail_sampling" in pipelines["traces"]["processors"]
     assert "tail_sampling" not in pipelines["metrics"]["processors"]  # totals stay exact
+    # Same series contract as the single Collector: names and labels do not change when you scale out.
+    assert gateway["exporters"]["prometheus"] == load_yaml(COLLECTOR_DIR / "config.yaml")["exporters"]["prometheus"]
     policies = {policy["name"]: policy["type"] for policy in gateway["processors"]["tail_sampling"]["policies"]}
     assert policies == {
         "errors": "status_code", "rate-limited": "string_attribute", "slow": "latency",
