@@ -280,7 +280,7 @@ def test_routing_sampling_and_failover(tiers: Tiers) -> None:
     assert outside == [], f"traces lost outside the failover window {window}: {outside}"
     # Counted where it happens: the traces the dead gateway held awaiting a decision (its own gauge,
     # last scraped by Prometheus), and the spans the agents dropped for it ("Dropping data" in their
-    # logs; their otelcol_* counters restart with the reload, in Kubernetes the DNS resolver keeps them).
+    # logs: the load-balancing exporter gives its per-gateway exporters no meter).
     victim_job = f'job="otel-collector-internal",instance="127.0.0.1:{victim.telemetry}"'
     held = _tiers.promql_value(
         url, f"last_over_time(otelcol_processor_tail_sampling_sampling_traces_on_memory{{{victim_job}}}[5m])")
