@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from llm_otel._stack import collector_cache_path
+from llm_otel.tools._stack import collector_cache_path
 from tests.scaleout import _tiers
 from tests.scaleout._certs import make_pki
 from tests.stack._support import COLLECTOR_DIR
