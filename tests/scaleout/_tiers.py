@@ -58,10 +58,11 @@ def _config_flags(*names: str) -> list[str]:
     return [f"--config=file:{COLLECTOR_DIR / name}" for name in names]
 
 
-def start_gateway(binary: Path, run_dir: Path, name: str, pki: Pki) -> Collector:
+def start_gateway(binary: Path, run_dir: Path, name: str, pki: Pki,
+                  sampling: Mapping[str, str] | None = None) -> Collector:
     ports = {key: free_port() for key in ("otlp", "health", "telemetry", "metrics")}
     env = {
-        **os.environ, **SAMPLING_ENV,
+        **os.environ, **SAMPLING_ENV, **(sampling or {}),
         "LLM_OTEL_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{ports['otlp']}",
         "LLM_OTEL_HEALTH_ENDPOINT": f"127.0.0.1:{ports['health']}",
         "LLM_OTEL_COLLECTOR_TELEMETRY_HOST": "127.0.0.1",
