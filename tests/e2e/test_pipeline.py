@@ -19,9 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 import llm_otel
 from llm_otel.tools._stack import StackInfo
+from tests.stack._support import SLO_RULES
 
 from . import _traffic
 from ._traffic import Truth
@@ -305,3 +307,32 @@ def test_evaluation_events_reach_the_collector_without_answer_text(pipeline: tup
     explanation = invented[0]["gen_ai.evaluation.explanation"]
     assert "checkable claims not in the context" in explanation
     assert "Daniel Brooks" not in explanation and "1,450" not in explanation  # content capture is off
+
+
+def test_every_slo_rule_evaluates_on_real_series(pipeline: tuple[StackInfo, Truth, Any]) -> None:
+    """slo.yml on real data: every rule healthy, every recorded series present, the burn alerts
+    firing where this traffic burns a budget (2 failed calls in 10) and quiet where it does not."""
+    info, truth, _ = pipeline
+    assert info.prometheus_url is not None
+    groups = _get(f"{info.prometheus_url}/api/v1/rules")["data"]["groups"]
+    slo_rules = [rule for group in groups if group["file"].endswith("slo.yml") for rule in group["rules"]]
+    assert len(slo_rules) == sum(len(g["rules"]) for g in yaml.safe_load(SLO_RULES.read_text())["groups"])
+    assert [(r["name"], r.get("lastError")) for r in slo_rules if r["health"] != "ok"] == []
+    for rule in slo_rules:
+        if rule["type"] != "recording":
+            continue
+        selector = ",".join(f'{key}="{value}"' for key, value in sorted(rule.get("labels", {}).items()))
+        job = f'job="{JOB}"' if rule["name"].startswith("job") else ""
+        matchers = ",".join(part for part in (selector, job) if part)
+        values = [float(row["value"][1]) for row in query(info, f"{rule['name']}{{{matchers}}}")]
+        assert values and all(math.isfinite(v) for v in values), (rule["name"], selector, values)
+    error_ratio = truth.errors / sum(truth.calls_by_model.values())
+    assert error_ratio / 0.01 > 14.4  # this traffic burns the error budget fast
+    burn = scalar(info, f'job:llm_slo_burn_rate:1h{{job="{JOB}",slo="llm-errors"}}')
+    assert burn == pytest.approx(error_ratio / 0.01, rel=0.25)
+    states = {(rule["name"], alert["labels"].get("job")): alert["state"]
+              for rule in slo_rules if rule["type"] == "alerting" for alert in rule.get("alerts", [])}
+    assert states.get(("LLMErrorBudgetBurnFast", JOB)) in ("pending", "firing"), states
+    assert states.get(("LLMErrorBudgetBurnSlow", JOB)) in ("pending", "firing"), states
+    quiet = ("LLMTimeToFirstTokenBudgetBurn", "LLMGroundedBudgetBurn", "LLMServiceSpendBurn", "LLMTaskSpendBurn")
+    assert not [key for key in states if key[0].startswith(quiet)], states

@@ -44,6 +44,7 @@ PROMETHEUS_DIR = OBSERVABILITY / "prometheus"
 GRAFANA_DIR = OBSERVABILITY / "grafana"
 DASHBOARDS = sorted((GRAFANA_DIR / "dashboards").glob("*.json"))
 ALERTS = PROMETHEUS_DIR / "alerts.yml"
+SLO_RULES = PROMETHEUS_DIR / "slo.yml"
 
 
 def in_ci() -> bool:
@@ -143,13 +144,19 @@ def known_series() -> set[str]:
 
 
 def known_labels() -> set[str]:
-    """Labels a query may use: instrument attributes, histogram le, job/instance, target_info keys."""
+    """Labels a query may use: instrument attributes, histogram le, job/instance, the SLO rules' slo."""
     labels = {_names.prometheus_label(key) for instrument in _names.INSTRUMENTS for key in instrument.labels}
-    return labels | {"le", "job", "instance"}
+    return labels | {"le", "job", "instance", "slo"}
+
+
+def recorded_series() -> set[str]:
+    """Series the SLO recording rules (observability/prometheus/slo.yml) produce."""
+    return {rule["record"] for group in yaml.safe_load(SLO_RULES.read_text())["groups"]
+            for rule in group["rules"] if "record" in rule}
 
 
 def is_known_series(name: str) -> bool:
-    return name in known_series() or name == "up" or name.startswith("otelcol_")
+    return name in known_series() or name in recorded_series() or name == "up" or name.startswith("otelcol_")
 
 
 # --------------------------------------------------------------------------- file readers
@@ -224,6 +231,17 @@ def read_alert_rules() -> list[AlertRule]:
             if "alert" in rule:
                 rules.append(AlertRule(group["name"], rule["alert"], rule["expr"], dict(rule.get("annotations", {}))))
     return rules
+
+
+def read_slo_alerts() -> list[AlertRule]:
+    return [AlertRule(group["name"], rule["alert"], rule["expr"], dict(rule.get("annotations", {})))
+            for group in yaml.safe_load(SLO_RULES.read_text())["groups"] for rule in group["rules"] if "alert" in rule]
+
+
+def slo_expressions() -> list[tuple[str, str]]:
+    """(record or alert name, PromQL) of every rule in slo.yml."""
+    return [(str(rule.get("record") or rule.get("alert")), str(rule["expr"]))
+            for group in yaml.safe_load(SLO_RULES.read_text())["groups"] for rule in group["rules"]]
 
 
 # --------------------------------------------------------------------------- fixtures

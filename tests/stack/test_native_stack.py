@@ -25,7 +25,7 @@ from llm_otel.tools._stack import (
     stack_status,
     stack_up,
 )
-from tests.stack._support import REPO, AlertRule, DashboardQuery
+from tests.stack._support import REPO, AlertRule, DashboardQuery, slo_expressions
 
 pytestmark = pytest.mark.stack
 T = TypeVar("T")
@@ -105,7 +105,7 @@ def test_native_stack_scrapes_the_collector_and_loads_the_rules(
     eventually(collector_target_up, "Prometheus to scrape the collector")
     groups = get_json(f"{native_stack.prometheus_url}/api/v1/rules")["data"]["groups"]
     loaded = {rule["name"] for group in groups for rule in group["rules"]}
-    assert loaded == {rule.alert for rule in alert_rules}
+    assert loaded == {rule.alert for rule in alert_rules} | {name for name, _ in slo_expressions()}
     assert native_stack.traces_file is not None and native_stack.traces_file.parent == native_stack.run_dir
 
 
@@ -113,6 +113,7 @@ def test_every_dashboard_and_alert_expression_parses_in_prometheus(
     native_stack: StackInfo, dashboard_queries: list[DashboardQuery], alert_rules: list[AlertRule]
 ) -> None:
     expressions = [q.promql() for q in dashboard_queries] + [rule.expr for rule in alert_rules]
+    expressions += [expr for _, expr in slo_expressions()]
     for expr in expressions:
         url = f"{native_stack.prometheus_url}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
         assert get_json(url)["status"] == "success", expr

@@ -3,6 +3,7 @@ and names only series, labels and datasources that exist."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -22,6 +23,7 @@ from tests.stack._support import (
     OBSERVABILITY,
     PROMETHEUS_DIR,
     REPO,
+    SLO_RULES,
     AlertRule,
     DashboardQuery,
     is_known_series,
@@ -30,8 +32,10 @@ from tests.stack._support import (
     label_names,
     load_dashboard,
     metric_names,
+    read_slo_alerts,
     render_grafana_expr,
     rule_files,
+    slo_expressions,
 )
 
 # Collector configurations as they are run: (base, overlay...).
@@ -39,6 +43,10 @@ COLLECTOR_CONFIGS = [
     ("config.yaml",),
     ("config.yaml", "file-export.yaml"),
     ("config.yaml", "otlp-tls-bearer.yaml"),
+    ("gateway.yaml",),
+    ("gateway.yaml", "file-export.yaml"),
+    ("agent.yaml",),
+    ("agent.yaml", "agent-static.yaml"),
 ]
 K8S_DIR = OBSERVABILITY / "k8s"
 COMPONENT_KINDS = ("receivers", "processors", "exporters", "extensions", "connectors")
@@ -57,10 +65,57 @@ def load_yaml(path: Path) -> Any:
 
 @pytest.mark.stack
 @pytest.mark.parametrize("configs", COLLECTOR_CONFIGS, ids="+".join)
-def test_collector_config_validates(collector_bin: Path, configs: tuple[str, ...]) -> None:
+def test_collector_config_validates(collector_bin: Path, configs: tuple[str, ...], tmp_path: Path) -> None:
     flags = [f"--config=file:{COLLECTOR_DIR / name}" for name in configs]
-    result = run(collector_bin, "validate", *flags)
+    gateways = tmp_path / "gateways.yaml"  # read by agent-static.yaml
+    gateways.write_text('["127.0.0.1:14317", "127.0.0.1:24317"]\n')
+    result = subprocess.run([str(collector_bin), "validate", *flags], capture_output=True, text=True, check=False,
+                            env={**os.environ, "LLM_OTEL_GATEWAYS_FILE": str(gateways)})
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("tier", ["agent", "gateway"])
+def test_k8s_collector_tiers_run_the_shipped_configs(tier: str) -> None:
+    """The operator CRs embed agent.yaml / gateway.yaml verbatim: what the native tests run is what ships."""
+    manifest = load_yaml(K8S_DIR / f"collector-{tier}.yaml")
+    assert manifest["spec"]["config"] == load_yaml(COLLECTOR_DIR / f"{tier}.yaml")
+    mounts = {mount["mountPath"] for mount in manifest["spec"]["volumeMounts"]}
+    assert "/etc/otelcol/tls" in mounts  # the TLS material the configs' defaults point at
+
+
+def test_agent_protects_its_host_port_and_talks_tls_to_the_gateways() -> None:
+    agent = load_yaml(COLLECTOR_DIR / "agent.yaml")
+    authenticators = {name for name in agent["extensions"] if name.startswith("bearertokenauth")}
+    assert authenticators and authenticators <= set(agent["service"]["extensions"])
+    for protocol in agent["receivers"]["otlp"]["protocols"].values():
+        assert protocol["tls"]["cert_file"] and protocol["tls"]["key_file"]
+        assert protocol["auth"]["authenticator"] in authenticators
+    for name in ("load_balancing/traces", "load_balancing/metrics"):
+        exporter = agent["exporters"][name]
+        tls = exporter["protocol"]["otlp"]["tls"]
+        assert not tls.get("insecure") and tls["ca_file"] and tls["cert_file"] and tls["key_file"], name
+        # A retry at this level re-sends whole batches to every gateway (duplicate spans).
+        assert "retry_on_failure" not in exporter and "sending_queue" not in exporter, name
+    assert agent["exporters"]["load_balancing/traces"]["routing_key"] == "traceID"
+    assert agent["exporters"]["load_balancing/metrics"]["routing_key"] == "resource"
+    gateway = load_yaml(COLLECTOR_DIR / "gateway.yaml")
+    gateway_tls = gateway["receivers"]["otlp"]["protocols"]["grpc"]["tls"]
+    assert gateway_tls["client_ca_file"] and gateway_tls["cert_file"]  # mutual TLS
+    assert set(gateway["receivers"]["otlp"]["protocols"]) == {"grpc"}
+
+
+def test_gateway_samples_traces_only() -> None:
+    gateway = load_yaml(COLLECTOR_DIR / "gateway.yaml")
+    pipelines = gateway["service"]["pipelines"]
+    assert "tail_sampling" in pipelines["traces"]["processors"]
+    assert "tail_sampling" not in pipelines["metrics"]["processors"]  # totals stay exact
+    # Same series contract as the single Collector: names and labels do not change when you scale out.
+    assert gateway["exporters"]["prometheus"] == load_yaml(COLLECTOR_DIR / "config.yaml")["exporters"]["prometheus"]
+    policies = {policy["name"]: policy["type"] for policy in gateway["processors"]["tail_sampling"]["policies"]}
+    assert policies == {
+        "errors": "status_code", "rate-limited": "string_attribute", "slow": "latency",
+        "expensive": "ottl_condition", "low-quality": "ottl_condition", "baseline": "probabilistic",
+    }
 
 
 @pytest.mark.stack
@@ -169,7 +224,7 @@ def test_prometheus_scrapes_the_collector_with_honor_labels() -> None:
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     assert jobs["otel-collector"]["honor_labels"] is True
     assert jobs["otel-collector"]["static_configs"][0]["targets"] == ["otel-collector:8889"]
-    assert {"alerts.yml", "quality.yml"} <= set(config["rule_files"])
+    assert config["rule_files"] == ["alerts.yml", "quality.yml", "slo.yml"]
     assert config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == ["alertmanager:9093"]
 
 
@@ -195,6 +250,51 @@ def test_compose_mounts_every_rule_file() -> None:
     mounted = {volume.split(":")[1] for volume in prometheus["volumes"]}
     for rules in rule_files():
         assert f"/etc/prometheus/{rules.name}" in mounted, rules.name
+
+
+@pytest.mark.stack
+def test_promtool_checks_and_tests_the_slo_rules(promtool_bin: Path) -> None:
+    result = run(promtool_bin, "check", "rules", SLO_RULES)
+    assert result.returncode == 0, result.stdout + result.stderr
+    result = run(promtool_bin, "test", "rules", "slo_test.yml", cwd=PROMETHEUS_DIR)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+
+
+def test_every_slo_alert_fires_and_stays_quiet_in_a_unit_test() -> None:
+    tests = load_yaml(PROMETHEUS_DIR / "slo_test.yml")
+    fires: set[str] = set()
+    silent: set[str] = set()
+    for case in tests["tests"]:
+        for check in case.get("alert_rule_test", []):
+            (fires if check.get("exp_alerts") else silent).add(check["alertname"])
+    names = {rule.alert for rule in read_slo_alerts()}
+    assert len(names) == 10  # five objectives, a fast and a slow burn each
+    assert names - fires == set(), "SLO alerts without a firing test"
+    assert names - silent == set(), "SLO alerts without a quiet test"
+
+
+def test_slo_alerts_are_multiwindow_multi_burn_rate() -> None:
+    for rule in read_slo_alerts():
+        long_window, short_window, factor = {"Fast": ("1h", "5m", "14.4"), "Slow": ("6h", "30m", "6")}[
+            rule.alert[-4:]]
+        pattern = (rf"^(\w+):llm_slo_burn_rate:{long_window}\{{slo=\"[\w-]+\"\}} > {re.escape(factor)}\s+and\s+"
+                   rf"\1:llm_slo_burn_rate:{short_window}\{{slo=\"[\w-]+\"\}} > {re.escape(factor)}$")
+        assert re.match(pattern, rule.expr.strip()), rule.alert
+        assert rule.annotations.get("runbook") == "docs/stack.md#slo-alerts", rule.alert
+
+
+def test_spend_slos_use_increase_never_the_cumulative_sum() -> None:
+    for group in load_yaml(SLO_RULES)["groups"]:
+        for rule in group["rules"]:
+            if "llm_cost_usd_sum" in rule["expr"]:
+                assert re.search(r"increase\(llm_cost_usd_sum\[", rule["expr"]), rule.get("record")
+
+
+def test_k8s_prometheus_rule_is_the_slo_file() -> None:
+    manifest = load_yaml(K8S_DIR / "prometheusrule-slo.yaml")
+    assert manifest["kind"] == "PrometheusRule"
+    assert manifest["spec"]["groups"] == load_yaml(SLO_RULES)["groups"]
 
 
 def test_every_alert_has_a_firing_and_a_silent_unit_test(alert_rules: list[AlertRule]) -> None:
@@ -239,6 +339,7 @@ def test_daily_spend_uses_increase_not_the_cumulative_counter(alert_rules: list[
 def promql_sources(dashboard_queries: list[DashboardQuery], alert_rules: list[AlertRule]) -> list[tuple[str, str]]:
     sources = [(f"{q.dashboard}:{q.panel}:{q.ref_id}", q.promql()) for q in dashboard_queries]
     sources += [(f"alerts.yml:{rule.alert}", rule.expr) for rule in alert_rules]
+    sources += [(f"slo.yml:{name}", expr) for name, expr in slo_expressions()]
     for path in DASHBOARDS:
         for variable in load_dashboard(path).get("templating", {}).get("list", []):
             query = variable.get("query")
