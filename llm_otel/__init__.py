@@ -11,6 +11,7 @@ from llm_otel._call import CallSpec, LLMCall, llm_call, start_call
 from llm_otel._content import default_redactor
 from llm_otel._context import RequestRollup, labels, request_rollup
 from llm_otel._decorator import traced_llm
+from llm_otel._instrument import instrument, uninstrument
 from llm_otel._judge import LLMJudge
 from llm_otel._pricing import Price
 from llm_otel._quality import EvaluationSample, record_quality
@@ -35,6 +36,7 @@ __all__ = [
     "current",
     "default_redactor",
     "force_flush",
+    "instrument",
     "labels",
     "llm_call",
     "record_quality",
@@ -43,4 +45,5 @@ __all__ = [
     "shutdown",
     "start_call",
     "traced_llm",
+    "uninstrument",
 ]

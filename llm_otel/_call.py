@@ -27,6 +27,7 @@ from llm_otel._errors import error_type as classify_error
 from llm_otel._extract import ResponseFacts, facts_from, uneventful_chunk, usage_from_mapping
 from llm_otel._log import internal_error, log_once
 from llm_otel._metrics import Recorder, Series
+from llm_otel._ownership import defer_enclosing_call, mark_wire_response, wire_recorded
 from llm_otel._pricing import Quote
 from llm_otel._retrieved import passages_of, recall
 from llm_otel._runtime import Telemetry, current
@@ -92,6 +93,8 @@ class LLMCall:
     # assignment): fewer stores per call on the hot path.
     ended = False
     streaming = False
+    wire = False  # made by a provider SDK instrumentor: owns the record of its API call
+    deferred = False  # a call nearer the wire records this API call; this one keeps its span only
     chunks = 0
     time_to_first_chunk_s: float | None = None
     cost_usd: float | None = None
@@ -115,7 +118,10 @@ class LLMCall:
         parent: otel_context.Context | None = None,
         request_attributes: Mapping[str, Any] | None = None,
         telemetry: Telemetry | None = None,
+        wire: bool = False,
     ) -> None:
+        if wire:
+            self.wire = True
         self.spec = spec or CallSpec()
         self.telemetry = telemetry or current()
         self.request_model = model or self.spec.model
@@ -132,6 +138,7 @@ class LLMCall:
             self.ended = True  # enabled=False: a call that records nothing; end() and fail() do nothing
             return self
         try:
+            defer_enclosing_call()  # one record per API call: the innermost call owns it
             # the call site's own labels win over ambient ones (route, baggage)
             ambient = ambient_labels.get()
             spec = self.spec
@@ -242,6 +249,12 @@ class LLMCall:
             )
         except Exception as exc:
             internal_error("call.set_usage", exc)
+
+    def note_usage_unknown(self, reason: str) -> None:
+        """Say why usage is unknown (e.g. a stream whose request did not ask for usage): counted
+        and put on the span, beside the call being counted as unpriced."""
+        if isinstance(reason, str) and reason:
+            self.problems.add(reason)
 
     def set_response_model(self, model: str | None) -> None:
         if isinstance(model, str) and model:
@@ -381,7 +394,8 @@ class LLMCall:
             try:
                 self.span.end()
                 # offered only now, so the scorer never races the call's own span
-                if error is None and self.outcome is None and self.telemetry.evaluator is not None:
+                if (error is None and self.outcome is None and not self.deferred
+                        and self.telemetry.evaluator is not None):
                     self.telemetry.evaluator.offer(self)
             except Exception as exc:
                 internal_error("span.end", exc)
@@ -402,8 +416,14 @@ class LLMCall:
             self._call_token = None
 
     def _record(self, duration: float, error: BaseException | str | None) -> None:
-        telemetry = self.telemetry
         facts = self.facts
+        if self.wire:
+            mark_wire_response(facts.response_id)
+        elif self.deferred or (facts.response_id is not None and wire_recorded(facts.response_id)):
+            self.deferred = True
+            self._annotate_deferred(error)
+            return
+        telemetry = self.telemetry
         usage = facts.usage
         provider = self.provider or facts.provider
         request_model = self.request_model or facts.response_model
@@ -444,7 +464,8 @@ class LLMCall:
         elif error is None and outcome is None:
             # an interrupted call, like a failed one, may never have had usage to report
             unpriced = True
-            if self.spec.operation != n.OP_EMBEDDINGS:  # embedding APIs often report no usage at all
+            # embedding APIs often report no usage at all; an adapter may have said why already
+            if self.spec.operation != n.OP_EMBEDDINGS and not self.problems.reasons:
                 self.problems.add("usage:missing")
         for reason in self.problems.reasons:
             telemetry.recorder.count_unknown_input("usage", reason)
@@ -476,6 +497,24 @@ class LLMCall:
 
         if self.span.is_recording():
             self._annotate_span(provider, request_model, error, error_type, quote, unpriced)
+
+    def _annotate_deferred(self, error: BaseException | str | None) -> None:
+        """The API call is recorded by a call nearer the wire: this span stays as its parent,
+        without tokens, cost or metrics of its own (they would count the call twice)."""
+        span = self.span
+        if not span.is_recording():
+            return
+        attributes: dict[str, Any] = {n.LLM_RECORD_DEFERRED: True}
+        if not self.request_model and self.facts.response_model:
+            span.update_name(f"{self.spec.operation} {self.facts.response_model}")
+        if error is not None:
+            error_type = error if isinstance(error, str) else error_type_of(error)
+            attributes[n.ERROR_TYPE] = error_type
+            description = _describe(error) if isinstance(error, BaseException) else error_type
+            span.set_status(Status(StatusCode.ERROR, description[:500]))
+            if isinstance(error, BaseException):
+                span.record_exception(error, escaped=True)
+        span.set_attributes(attributes)
 
     def _series(self, recorder: Recorder, provider: str | None, request_model: str | None,
                 error_type: str | None, outcome: str | None = None) -> Series:
@@ -545,7 +584,9 @@ class LLMCall:
                 attributes[n.LLM_COST_UNPRICED_REASON] = quote.reason
         elif unpriced:
             attributes[n.LLM_COST_SOURCE] = n.UNKNOWN_VALUE
-            attributes[n.LLM_COST_UNPRICED_REASON] = "usage_unknown"
+            # an adapter's own reason (note_usage_unknown), e.g. usage:stream_not_requested
+            said = [r for r in self.problems.reasons if r.startswith("usage:") and r != "usage:missing"]
+            attributes[n.LLM_COST_UNPRICED_REASON] = said[0].partition(":")[2] if said else "usage_unknown"
         if self.problems.reasons:
             attributes[n.LLM_USAGE_UNKNOWN] = list(self.problems.reasons)
         if self.outcome is not None:
@@ -627,14 +668,18 @@ def start_call(
     labels: Mapping[str, str] | None = None,
     request_attributes: Mapping[str, Any] | None = None,
     activate: bool = False,
+    wire: bool = False,
 ) -> LLMCall:
     """Start a call for callback-style integrations; finish it with ``end()`` or ``fail()``.
 
     ``activate=True`` also makes its span the current span until it finishes (only
     when start and finish run in the same context, e.g. one thread or task).
+    ``wire=True`` marks a call made by a provider SDK instrumentor: it owns the record of
+    its API call, and enclosing calls of the kit keep only their spans
+    (docs/instrumentation.md, "One record per API call").
     """
     spec = _shared_spec(operation, provider, model, task_type, prompt_name, prompt_version, labels)
-    return LLMCall(spec, parent=parent, request_attributes=request_attributes).start(activate=activate)
+    return LLMCall(spec, parent=parent, request_attributes=request_attributes, wire=wire).start(activate=activate)
 
 
 _SHARED_SPECS: dict[tuple[Any, ...], CallSpec] = {}

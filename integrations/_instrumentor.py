@@ -1,0 +1,265 @@
+"""The base every provider SDK instrumentor is built on.
+
+An instrumentor is an OpenTelemetry ``BaseInstrumentor`` (so ``opentelemetry-instrument``
+finds it through the ``opentelemetry_instrumentor`` entry point group) that wraps a few
+SDK methods in place with ``wrapt``. Each wrapped call becomes one ``llm_otel.start_call(...,
+wire=True)``: the call nearest the wire, which owns the record of its API call
+(docs/instrumentation.md, "One record per API call").
+
+A subclass names its SDK and lists its targets; the base does the wrapping, the
+unwrapping and the bookkeeping of what it wrapped. The SDK is imported only when
+``instrument()`` runs, so a missing SDK is a debug line, never an error.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import opentelemetry.instrumentation.instrumentor as _otel_instrumentor
+import wrapt
+from opentelemetry.instrumentation.utils import unwrap
+
+import llm_otel
+from llm_otel import LLMCall
+from llm_otel._log import internal_error
+
+_logger = logging.getLogger("llm_otel")
+
+# mypy cannot see the class through this module (it reports no attribute); taken untyped
+BaseInstrumentor: Any = vars(_otel_instrumentor)["BaseInstrumentor"]
+
+Wrapper = Callable[[Any, Any, tuple[Any, ...], dict[str, Any]], Any]
+
+
+@dataclass(frozen=True)
+class Target:
+    """One SDK method to wrap: ``module.owner.method`` (owner is a class path inside the module)."""
+
+    module: str
+    owner: str
+    method: str
+    wrapper: Wrapper
+
+
+class SDKInstrumentor(BaseInstrumentor):  # type: ignore[misc]  # the base class is typed Any here
+    """Wraps the methods ``targets()`` lists; ``instrument()`` twice wraps once (the base guards it)."""
+
+    #: the ``llm_otel.instrument("name")`` name, also the entry point's suffix (``llm_otel_<name>``)
+    name: ClassVar[str] = ""
+    #: requirement strings checked by ``opentelemetry-instrument`` before loading
+    instruments: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self) -> None:
+        self._wrapped: list[tuple[Any, str]] = []
+        self.options: dict[str, Any] = {}
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        return self.instruments
+
+    def targets(self) -> Sequence[Target]:
+        raise NotImplementedError
+
+    def _instrument(self, **kwargs: Any) -> None:
+        self.options = dict(kwargs)
+        wrapped: list[tuple[Any, str]] = []
+        for target in self.targets():
+            try:
+                module = importlib.import_module(target.module)
+                owner: Any = module
+                for part in target.owner.split("."):
+                    owner = getattr(owner, part)
+                if not hasattr(owner, target.method):
+                    continue  # an older SDK without this method: nothing to wrap
+                wrapt.wrap_function_wrapper(owner, target.method, target.wrapper)
+                wrapped.append((owner, target.method))
+            except ImportError as exc:
+                _logger.debug("llm-otel: %s not instrumented (%s)", target.module, exc)
+            except Exception as exc:  # an SDK whose layout changed: skip that method, keep the rest
+                internal_error(f"instrument.{self.name}", exc)
+        self._wrapped = wrapped
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        for owner, method in reversed(self._wrapped):
+            try:
+                unwrap(owner, method)
+            except Exception as exc:
+                internal_error(f"uninstrument.{self.name}", exc)
+        self._wrapped = []
+
+
+@dataclass(frozen=True)
+class Request:
+    """What a wrapped SDK call asks for, read from its arguments before it is sent."""
+
+    provider: str | None
+    model: str | None
+    operation: str = "chat"
+    attributes: dict[str, Any] | None = None
+    messages: Any = None
+    stream: bool = False
+    #: for a stream: whether the request asked the server for usage (None: the API always sends it)
+    usage_requested: bool | None = None
+
+
+Describe = Callable[[Any, dict[str, Any]], Request]
+Finish = Callable[[LLMCall, Any, Request], Any]
+AsyncFinish = Callable[[LLMCall, Any, Request], Awaitable[Any]]
+
+STREAM_USAGE_NOT_REQUESTED = "usage:stream_not_requested"
+
+
+def open_call(describe: Describe, instance: Any, kwargs: dict[str, Any]) -> tuple[LLMCall, Request] | None:
+    """Start the wire-level call, or None when the kit is off or anything about it fails."""
+    try:
+        telemetry = llm_otel.current()
+        if not telemetry.enabled:
+            return None
+        request = describe(instance, kwargs)
+        call = llm_otel.start_call(
+            provider=request.provider, model=request.model, operation=request.operation,
+            request_attributes=request.attributes, activate=True, wire=True,
+        )
+        if request.messages is not None and telemetry.wants_text:
+            call.set_input_messages(request.messages)
+        return call, request
+    except Exception as exc:
+        internal_error("instrumentor.start", exc)
+        return None
+
+
+def sync_wrapper(describe: Describe, finish: Finish) -> Wrapper:
+    """A wrapt wrapper: one wire-level call around the SDK method; its result is handed to
+    ``finish`` (which ends the call or leaves it open for a stream) and returned unchanged."""
+
+    def wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        opened = open_call(describe, instance, kwargs)
+        if opened is None:
+            return wrapped(*args, **kwargs)
+        call, request = opened
+        try:
+            result = wrapped(*args, **kwargs)
+        except BaseException as exc:
+            call.fail(exc)
+            raise
+        try:
+            call.deactivate()
+            return finish(call, result, request)
+        except Exception as exc:
+            internal_error("instrumentor.finish", exc)
+            call.end()
+            return result
+
+    return wrapper
+
+
+def async_wrapper(describe: Describe, finish: AsyncFinish) -> Wrapper:
+    def wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        async def run() -> Any:
+            opened = open_call(describe, instance, kwargs)
+            if opened is None:
+                return await wrapped(*args, **kwargs)
+            call, request = opened
+            try:
+                result = await wrapped(*args, **kwargs)
+            except BaseException as exc:
+                call.fail(exc)
+                raise
+            try:
+                call.deactivate()
+                return await finish(call, result, request)
+            except Exception as exc:
+                internal_error("instrumentor.finish", exc)
+                call.end()
+                return result
+
+        return run()
+
+    return wrapper
+
+
+def end_stream(call: LLMCall, request: Request) -> None:
+    """The stream ran to its end: say why usage is unknown when the request never asked for it."""
+    if request.usage_requested is False and call.facts.usage.input_tokens is None:
+        call.note_usage_unknown(STREAM_USAGE_NOT_REQUESTED)
+    call.end()
+
+
+def observe_stream(stream: Any, call: LLMCall, request: Request) -> bool:
+    """Watch an SDK stream (``openai.Stream``, ``anthropic.Stream``) in place, so the caller keeps
+    the very object the SDK returned: its chunk iterator is wrapped, and its ``close`` ends the
+    call as closed early. False when the stream is not shaped as expected (left untouched)."""
+    iterator = getattr(stream, "_iterator", None)
+    close = getattr(stream, "close", None)
+    if iterator is None or close is None:
+        return False
+    stream._iterator = _observed(iterator, call, request)
+    weakref.finalize(stream, _abandoned, call)  # never iterated nor closed: still ends
+
+    def close_observed() -> None:
+        try:
+            close()
+        finally:
+            if not call.ended:
+                call.end(outcome="closed_early")
+
+    stream.close = close_observed
+    return True
+
+
+def _abandoned(call: LLMCall) -> None:
+    if not call.ended:
+        call.end(outcome="closed_early")
+
+
+def _observed(iterator: Iterator[Any], call: LLMCall, request: Request) -> Iterator[Any]:
+    try:
+        for chunk in iterator:
+            call.add_chunk(chunk)
+            yield chunk
+    except GeneratorExit:
+        if not call.ended:
+            call.end(outcome="closed_early")
+        raise
+    except BaseException as exc:
+        call.fail(exc)
+        raise
+    end_stream(call, request)
+
+
+def observe_async_stream(stream: Any, call: LLMCall, request: Request) -> bool:
+    iterator = getattr(stream, "_iterator", None)
+    close = getattr(stream, "close", None)
+    if iterator is None or close is None:
+        return False
+    stream._iterator = _observed_async(iterator, call, request)
+    weakref.finalize(stream, _abandoned, call)
+
+    async def close_observed() -> None:
+        try:
+            await close()
+        finally:
+            if not call.ended:
+                call.end(outcome="closed_early")
+
+    stream.close = close_observed
+    return True
+
+
+async def _observed_async(iterator: AsyncIterator[Any], call: LLMCall, request: Request) -> AsyncIterator[Any]:
+    try:
+        async for chunk in iterator:
+            call.add_chunk(chunk)
+            yield chunk
+    except GeneratorExit:
+        if not call.ended:
+            call.end(outcome="closed_early")
+        raise
+    except BaseException as exc:
+        call.fail(exc)
+        raise
+    end_stream(call, request)
