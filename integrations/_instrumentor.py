@@ -54,9 +54,10 @@ class SDKInstrumentor(BaseInstrumentor):  # type: ignore[misc]  # the base class
     #: requirement strings checked by ``opentelemetry-instrument`` before loading
     instruments: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self) -> None:
-        self._wrapped: list[tuple[Any, str]] = []
-        self.options: dict[str, Any] = {}
+    # The base class makes each instrumentor a singleton whose __init__ runs on every
+    # ``Instrumentor()``: state is set by _instrument only, never reset by a constructor.
+    _wrapped: list[tuple[Any, str]] = []  # noqa: RUF012  (replaced, never mutated in place)
+    options: dict[str, Any] = {}  # noqa: RUF012
 
     def instrumentation_dependencies(self) -> Collection[str]:
         return self.instruments
