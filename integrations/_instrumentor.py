@@ -56,8 +56,8 @@ class SDKInstrumentor(BaseInstrumentor):  # type: ignore[misc]  # the base class
 
     # The base class makes each instrumentor a singleton whose __init__ runs on every
     # ``Instrumentor()``: state is set by _instrument only, never reset by a constructor.
-    _wrapped: list[tuple[Any, str]] = []  # noqa: RUF012  (replaced, never mutated in place)
-    options: dict[str, Any] = {}  # noqa: RUF012
+    _wrapped: list[tuple[Any, str]] = []
+    options: dict[str, Any] = {}
 
     def instrumentation_dependencies(self) -> Collection[str]:
         return self.instruments

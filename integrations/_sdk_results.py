@@ -30,9 +30,23 @@ def _sdk(name: str) -> ModuleType:
     module = _MODULES.get(name)
     if module is None:
         module = _MODULES[name] = importlib.import_module(name)
-        importlib.import_module(f"{name}._legacy_response")
         importlib.import_module(f"{name}._response")
     return module
+
+
+def _legacy(sdk: ModuleType) -> Any:
+    """The SDK's LegacyAPIResponse class (openai's ``with_raw_response``), or a class nothing is."""
+    legacy = getattr(sdk, "_legacy_response", None)
+    return getattr(legacy, "LegacyAPIResponse", _Never)
+
+
+class _Never:
+    pass
+
+
+def _body_read(response: Any) -> bool:
+    """A raw response whose body is already in memory (``with_raw_response`` of anthropic)."""
+    return getattr(getattr(response, "http_response", None), "is_stream_consumed", False) is True
 
 
 def sdk_result_handlers(name: str) -> tuple[Finish, AsyncFinish]:
@@ -45,11 +59,11 @@ def sdk_result_handlers(name: str) -> tuple[Finish, AsyncFinish]:
             if not observe_stream(result, call, request):
                 _unobservable(call, name)
             return result
-        if isinstance(result, sdk._legacy_response.LegacyAPIResponse):  # with_raw_response
+        if isinstance(result, _legacy(sdk)):  # with_raw_response
             _finish(call, result.parse(), request)  # the body is read already; parse() caches its result
             return result
         if isinstance(result, sdk._response.APIResponse):  # with_streaming_response
-            if request.stream:
+            if request.stream or _body_read(result):
                 _finish(call, result.parse(), request)  # builds the stream without reading it
             else:
                 _finish_on_parse(result, call)
@@ -65,11 +79,11 @@ def sdk_result_handlers(name: str) -> tuple[Finish, AsyncFinish]:
             if not observe_async_stream(result, call, request):
                 _unobservable(call, name)
             return result
-        if isinstance(result, sdk._legacy_response.LegacyAPIResponse):
+        if isinstance(result, _legacy(sdk)):
             await _finish_async(call, result.parse(), request)
             return result
         if isinstance(result, sdk._response.AsyncAPIResponse):
-            if request.stream:
+            if request.stream or _body_read(result):
                 await _finish_async(call, await result.parse(), request)
             else:
                 _finish_on_parse_async(result, call)

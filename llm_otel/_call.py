@@ -27,7 +27,7 @@ from llm_otel._errors import error_type as classify_error
 from llm_otel._extract import ResponseFacts, facts_from, uneventful_chunk, usage_from_mapping
 from llm_otel._log import internal_error, log_once
 from llm_otel._metrics import Recorder, Series
-from llm_otel._ownership import defer_enclosing_call, mark_wire_response, wire_recorded
+from llm_otel._ownership import defer_enclosing_call
 from llm_otel._pricing import Quote
 from llm_otel._retrieved import passages_of, recall
 from llm_otel._runtime import Telemetry, current
@@ -418,8 +418,8 @@ class LLMCall:
     def _record(self, duration: float, error: BaseException | str | None) -> None:
         facts = self.facts
         if self.wire:
-            mark_wire_response(facts.response_id)
-        elif self.deferred or (facts.response_id is not None and wire_recorded(facts.response_id)):
+            self.telemetry.wire_responses.add(facts.response_id)
+        elif self.deferred or (facts.response_id is not None and facts.response_id in self.telemetry.wire_responses):
             self.deferred = True
             self._annotate_deferred(error)
             return

@@ -21,9 +21,11 @@ from llm_otel._log import internal_error
 from llm_otel._runtime import Telemetry, current
 from llm_otel._streams import (
     AsyncStreamProxy,
+    StreamManagerProxy,
     StreamProxy,
     is_async_sdk_stream,
     is_sdk_stream,
+    is_stream_manager,
     maybe_stream,
     traced_async_generator,
     traced_generator,
@@ -213,6 +215,9 @@ def _finish(call: LLMCall, result: Any) -> Any:
         if is_async_sdk_stream(result):
             call.deactivate()
             return AsyncStreamProxy(result, call)
+    elif is_stream_manager(result):  # the request is sent when the caller enters it
+        call.deactivate()
+        return StreamManagerProxy(result, call)
     call.set_response(result)
     call.end()
     return result

@@ -21,8 +21,6 @@ from collections import OrderedDict
 from llm_otel._context import current_call
 
 _WIRE_RESPONSES_MAX = 4096  # ids of recent wire-level records; an outer layer ends within moments
-_wire_responses: OrderedDict[str, None] = OrderedDict()
-_lock = threading.Lock()
 
 
 def defer_enclosing_call() -> None:
@@ -32,19 +30,26 @@ def defer_enclosing_call() -> None:
         outer.deferred = True
 
 
-def mark_wire_response(response_id: str | None) -> None:
-    """A provider SDK instrumentor recorded this response: a framework layer reporting the same
-    id later is the same API call."""
-    if not response_id:
-        return
-    with _lock:
-        _wire_responses[response_id] = None
-        if len(_wire_responses) > _WIRE_RESPONSES_MAX:
-            _wire_responses.popitem(last=False)
+class WireResponses:
+    """Response ids recorded by provider SDK instrumentors (one set per ``configure()``), so a
+    framework layer reporting the same id later knows it is the same API call."""
 
+    __slots__ = ("_ids", "_lock")
 
-def wire_recorded(response_id: str) -> bool:
-    if not _wire_responses:  # no instrumentor active: the common case costs one truth test
-        return False
-    with _lock:
-        return response_id in _wire_responses
+    def __init__(self) -> None:
+        self._ids: OrderedDict[str, None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def add(self, response_id: str | None) -> None:
+        if not response_id:
+            return
+        with self._lock:
+            self._ids[response_id] = None
+            if len(self._ids) > _WIRE_RESPONSES_MAX:
+                self._ids.popitem(last=False)
+
+    def __contains__(self, response_id: str) -> bool:
+        if not self._ids:  # no instrumentor active: the common case costs one truth test
+            return False
+        with self._lock:
+            return response_id in self._ids

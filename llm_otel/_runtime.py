@@ -26,6 +26,7 @@ from llm_otel._cardinality import CardinalityGuard
 from llm_otel._content import Redactor, default_redactor
 from llm_otel._log import log_once
 from llm_otel._metrics import Recorder
+from llm_otel._ownership import WireResponses
 from llm_otel._pricing import Price, PriceBook, load_price_file
 from llm_otel._sampling import DropForecast
 from llm_otel._version import VERSION
@@ -46,6 +47,8 @@ class Telemetry:
     owned: list[Any] = field(default_factory=list)
     sink: Any = None  # the DropSink of the exporters this setup created
     drop_forecast: DropForecast = field(init=False)
+    # response ids recorded by provider SDK instrumentors (docs/instrumentation.md, "One record per API call")
+    wire_responses: WireResponses = field(init=False, default_factory=WireResponses)
 
     def __post_init__(self) -> None:
         self.drop_forecast = DropForecast(self.tracer_provider)

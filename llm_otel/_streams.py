@@ -292,3 +292,115 @@ def is_sdk_stream(value: Any) -> bool:
 
 def is_async_sdk_stream(value: Any) -> bool:
     return hasattr(value, "__anext__") and hasattr(value, "response") and hasattr(value, "close")
+
+
+# The SDKs' stream helpers (``client.chat.completions.stream(...)``, ``client.responses.stream(...)``,
+# ``client.messages.stream(...)``) return a manager that sends the request only when entered.
+_MANAGER_TYPES: dict[type, bool] = {}
+_SDK_ROOTS = ("openai", "anthropic")
+
+
+def is_stream_manager(value: Any) -> bool:
+    """An SDK stream manager: a context manager from openai/anthropic named ``*StreamManager``."""
+    cls = type(value)
+    found = _MANAGER_TYPES.get(cls)
+    if found is None:
+        try:
+            found = cls.__name__.endswith("StreamManager") and cls.__module__.partition(".")[0] in _SDK_ROOTS
+        except Exception:  # a hostile class
+            found = False
+        if len(_MANAGER_TYPES) < _NOT_ITERATORS_MAX:
+            _MANAGER_TYPES[cls] = found
+    return found
+
+
+_SNAPSHOTS: tuple[tuple[str, ...], ...] = (
+    ("current_completion_snapshot",),  # openai chat completions
+    ("_state", "_completed_response"),  # openai Responses
+    ("current_message_snapshot",),  # anthropic messages
+)
+
+
+def _snapshot(stream: Any) -> Any:
+    """What the helper accumulated so far (usage included once the stream reported it); never reads on."""
+    for path in _SNAPSHOTS:
+        found = stream
+        try:
+            for name in path:
+                found = getattr(found, name)
+        except Exception:  # not this helper, or nothing received yet
+            continue
+        if found is not None:
+            return found
+    return None
+
+
+class StreamManagerProxy:
+    """Keeps a call open from a stream manager's ``__enter__`` (the request) to its ``__exit__``.
+
+    While the request is sent the call is current, so a provider SDK instrumentor's call
+    nests under it (and owns the record); without one, usage is read from the helper's
+    accumulated snapshot at exit.
+    """
+
+    def __init__(self, manager: Any, call: LLMCall) -> None:
+        self._llm_otel_manager = manager
+        self._llm_otel_call = call
+        self._llm_otel_stream: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._llm_otel_manager, name)
+
+    def __enter__(self) -> Any:
+        call = self._llm_otel_call
+        tokens = _activate(call, trace.set_span_in_context(call.span))
+        try:
+            self._llm_otel_stream = self._llm_otel_manager.__enter__()
+        except BaseException as exc:
+            call.fail(exc)
+            raise
+        finally:
+            _deactivate(tokens)
+        return self._llm_otel_stream
+
+    def __exit__(self, *exc_info: Any) -> Any:
+        try:
+            return self._llm_otel_manager.__exit__(*exc_info)
+        finally:
+            _end_managed(self._llm_otel_call, self._llm_otel_stream, exc_info[1])
+
+    async def __aenter__(self) -> Any:
+        call = self._llm_otel_call
+        tokens = _activate(call, trace.set_span_in_context(call.span))
+        try:
+            self._llm_otel_stream = await self._llm_otel_manager.__aenter__()
+        except BaseException as exc:
+            call.fail(exc)
+            raise
+        finally:
+            _deactivate(tokens)
+        return self._llm_otel_stream
+
+    async def __aexit__(self, *exc_info: Any) -> Any:
+        try:
+            return await self._llm_otel_manager.__aexit__(*exc_info)
+        finally:
+            _end_managed(self._llm_otel_call, self._llm_otel_stream, exc_info[1])
+
+    def __del__(self) -> None:
+        call = self.__dict__.get("_llm_otel_call")
+        if call is not None and not call.ended:
+            _closed_early(call)
+
+
+def _end_managed(call: LLMCall, stream: Any, error: BaseException | None) -> None:
+    if call.ended:
+        return
+    if error is not None:
+        call.fail(error)
+        return
+    snapshot = _snapshot(stream) if stream is not None else None
+    if snapshot is not None:
+        call.set_response(snapshot)
+        call.streaming = True
+    call.end()

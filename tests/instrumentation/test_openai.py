@@ -172,9 +172,10 @@ def test_with_streaming_response(server: StandInServer, instrumented: CapturedTe
 
 
 def test_streaming_response_closed_unparsed(server: StandInServer, instrumented: CapturedTelemetry) -> None:
-    with client(server) as c:
-        with c.chat.completions.with_streaming_response.create(model="gpt-4o-mini", messages=MESSAGES) as response:
-            assert response.status_code == 200
+    with client(server) as c, c.chat.completions.with_streaming_response.create(
+        model="gpt-4o-mini", messages=MESSAGES
+    ) as response:
+        assert response.status_code == 200
     span = one_span(instrumented)
     assert "usage:response_not_parsed" in span.attributes["llm.usage.unknown_reason"]
 

@@ -1,0 +1,173 @@
+"""One record per provider API call, whatever layers of the kit see it (docs/instrumentation.md).
+
+Every pairing checks the totals: tokens, cost, call count and the spans that carry usage.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import anthropic
+import openai
+import pytest
+
+import llm_otel
+from llm_otel.devserver import LatencyProfile, StandInServer
+from llm_otel.testing import CapturedTelemetry
+from tests.instrumentation.conftest import llm_spans
+
+MESSAGES = [{"role": "user", "content": "Say hello"}]
+
+
+@pytest.fixture
+def client(server: StandInServer) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=server.openai_base_url, api_key="test", max_retries=0) as c:
+        yield c
+
+
+def chat_dict(prompt_tokens: int = 5, completion_tokens: int = 6, response_id: str = "chatcmpl-1") -> dict[str, Any]:
+    return {
+        "id": response_id, "object": "chat.completion", "model": "gpt-4o-mini",
+        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "ok"}}],
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens},
+    }
+
+
+def assert_one_record(telemetry: CapturedTelemetry, input_tokens: int, output_tokens: int, calls: int = 1) -> None:
+    with_usage = llm_spans(telemetry)
+    assert len(with_usage) == calls, [s.name for s in telemetry.spans()]
+    assert telemetry.counter("llm.tokens.input") == input_tokens
+    assert telemetry.counter("llm.tokens.output") == output_tokens
+    assert telemetry.histogram_count("gen_ai.client.operation.duration") == calls
+    assert telemetry.histogram_count("llm.cost.usd") == calls
+    assert telemetry.histogram_sum("llm.cost.usd") == pytest.approx(
+        sum(s.attributes["llm.cost.usd"] for s in with_usage)
+    )
+
+
+def test_nested_traced_functions(telemetry: CapturedTelemetry) -> None:
+    @llm_otel.traced_llm(provider="openai")
+    def inner(model: str = "gpt-4o-mini") -> dict[str, Any]:
+        return chat_dict(5, 6)
+
+    @llm_otel.traced_llm(provider="openai")
+    def outer(model: str = "gpt-4o-mini") -> dict[str, Any]:
+        return inner()
+
+    outer()
+    assert_one_record(telemetry, 5, 6)
+    outer_span = next(s for s in telemetry.spans() if s.attributes.get("llm.record.deferred"))
+    inner_span = llm_spans(telemetry)[0]
+    assert inner_span.parent is not None and inner_span.parent.span_id == outer_span.context.span_id
+    assert "llm.cost.usd" not in outer_span.attributes
+
+
+def test_outer_call_around_two_inner_calls(telemetry: CapturedTelemetry) -> None:
+    @llm_otel.traced_llm(provider="openai")
+    def inner(model: str = "gpt-4o-mini") -> dict[str, Any]:
+        return chat_dict(5, 6)
+
+    @llm_otel.traced_llm(provider="openai")
+    async def agent(model: str = "gpt-4o-mini") -> dict[str, Any]:
+        inner()
+        return inner()
+
+    import asyncio
+
+    asyncio.run(agent())
+    assert_one_record(telemetry, 10, 12, calls=2)
+
+
+def test_unnested_calls_still_record(telemetry: CapturedTelemetry) -> None:
+    @llm_otel.traced_llm(provider="openai")
+    def ask(model: str = "gpt-4o-mini") -> dict[str, Any]:
+        return chat_dict(5, 6)
+
+    ask()
+    ask()
+    assert_one_record(telemetry, 10, 12, calls=2)
+
+
+def test_traced_llm_around_an_instrumented_call(client: openai.OpenAI, instrumented: CapturedTelemetry) -> None:
+
+    @llm_otel.traced_llm(provider="openai")
+    def ask(model: str = "gpt-4o-mini") -> Any:
+        return client.chat.completions.create(model=model, messages=MESSAGES)
+
+    response = ask()
+    assert_one_record(instrumented, response.usage.prompt_tokens, response.usage.completion_tokens)
+    outer, = (s for s in instrumented.spans() if s.attributes.get("llm.record.deferred"))
+    inner, = llm_spans(instrumented)
+    assert inner.parent.span_id == outer.context.span_id
+
+
+def test_traced_llm_around_an_instrumented_stream(client: openai.OpenAI, instrumented: CapturedTelemetry) -> None:
+
+    @llm_otel.traced_llm(provider="openai")
+    def ask(model: str = "gpt-4o-mini") -> Any:
+        return client.chat.completions.create(
+            model=model, messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+        )
+
+    chunks = list(ask())
+    usage = chunks[-1].usage
+    assert_one_record(instrumented, usage.prompt_tokens, usage.completion_tokens)
+
+
+@pytest.mark.parametrize("instrumented_sdk", [True, False])
+def test_traced_function_returning_a_stream_helper(
+    server: StandInServer, client: openai.OpenAI, telemetry: CapturedTelemetry, instrumented_sdk: bool
+) -> None:
+    """The call lasts until the helper's stream ends, and its usage is known either way."""
+
+    @llm_otel.traced_llm(provider="openai")
+    def ask(model: str = "gpt-4o-mini") -> Any:
+        return client.chat.completions.stream(model=model, messages=MESSAGES,
+                                              stream_options={"include_usage": True})
+
+    if instrumented_sdk:
+        llm_otel.instrument("openai")
+    server.latency = LatencyProfile(mean_ms=30, per_chunk_ms=10)
+    try:
+        began = time.perf_counter()
+        with ask() as stream:
+            for _ in stream:
+                pass
+        elapsed = time.perf_counter() - began
+    finally:
+        server.latency = LatencyProfile()
+        llm_otel.uninstrument()
+    final = stream.get_final_completion()
+    assert_one_record(telemetry, final.usage.prompt_tokens, final.usage.completion_tokens)
+    outer = next(s for s in telemetry.spans() if s.parent is None)
+    assert (outer.end_time - outer.start_time) / 1e9 >= 0.8 * elapsed
+
+
+def test_traced_function_returning_an_anthropic_stream_helper(server: StandInServer, telemetry: CapturedTelemetry) -> None:
+    client = anthropic.Anthropic(base_url=server.anthropic_base_url, api_key="test", max_retries=0)
+
+    @llm_otel.traced_llm(provider="anthropic")
+    def ask(model: str = "claude-3-5-haiku-latest") -> Any:
+        return client.messages.stream(model=model, max_tokens=100, messages=MESSAGES)
+
+    with client, ask() as stream:
+        for _ in stream:
+            pass
+    final = stream.get_final_message()
+    assert_one_record(telemetry, final.usage.input_tokens, final.usage.output_tokens)
+
+
+async def test_async_traced_function_around_instrumented_calls(
+    server: StandInServer, instrumented: CapturedTelemetry
+) -> None:
+    client = anthropic.AsyncAnthropic(base_url=server.anthropic_base_url, api_key="test", max_retries=0)
+
+    @llm_otel.traced_llm(provider="anthropic")
+    async def ask(model: str = "claude-3-5-haiku-latest") -> Any:
+        return await client.messages.create(model=model, max_tokens=100, messages=MESSAGES)
+
+    async with client:
+        message = await ask()
+    assert_one_record(instrumented, message.usage.input_tokens, message.usage.output_tokens)
