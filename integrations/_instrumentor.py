@@ -22,7 +22,6 @@ from typing import Any, ClassVar
 
 import opentelemetry.instrumentation.instrumentor as _otel_instrumentor
 import wrapt
-from opentelemetry.instrumentation.utils import unwrap
 
 import llm_otel
 from llm_otel import LLMCall
@@ -56,7 +55,7 @@ class SDKInstrumentor(BaseInstrumentor):  # type: ignore[misc]  # the base class
 
     # The base class makes each instrumentor a singleton whose __init__ runs on every
     # ``Instrumentor()``: state is set by _instrument only, never reset by a constructor.
-    _wrapped: list[tuple[Any, str]] = []
+    _wrapped: list[tuple[Any, str, Any]] = []
     options: dict[str, Any] = {}
 
     def instrumentation_dependencies(self) -> Collection[str]:
@@ -67,7 +66,7 @@ class SDKInstrumentor(BaseInstrumentor):  # type: ignore[misc]  # the base class
 
     def _instrument(self, **kwargs: Any) -> None:
         self.options = dict(kwargs)
-        wrapped: list[tuple[Any, str]] = []
+        wrapped: list[tuple[Any, str, Any]] = []
         for target in self.targets():
             try:
                 module = importlib.import_module(target.module)
@@ -76,8 +75,7 @@ class SDKInstrumentor(BaseInstrumentor):  # type: ignore[misc]  # the base class
                     owner = getattr(owner, part)
                 if not hasattr(owner, target.method):
                     continue  # an older SDK without this method: nothing to wrap
-                wrapt.wrap_function_wrapper(owner, target.method, target.wrapper)
-                wrapped.append((owner, target.method))
+                wrapped.append(_wrap_innermost(owner, target.method, target.wrapper))
             except ImportError as exc:
                 _logger.debug("llm-otel: %s not instrumented (%s)", target.module, exc)
             except Exception as exc:  # an SDK whose layout changed: skip that method, keep the rest
@@ -85,12 +83,43 @@ class SDKInstrumentor(BaseInstrumentor):  # type: ignore[misc]  # the base class
         self._wrapped = wrapped
 
     def _uninstrument(self, **kwargs: Any) -> None:
-        for owner, method in reversed(self._wrapped):
+        for owner, method, ours in reversed(self._wrapped):
             try:
-                unwrap(owner, method)
+                _unwrap(owner, method, ours)
             except Exception as exc:
                 internal_error(f"uninstrument.{self.name}", exc)
         self._wrapped = []
+
+
+def _wrap_innermost(owner: Any, method: str, wrapper: Wrapper) -> tuple[Any, str, Any]:
+    """Wrap ``owner.method``, beneath any wrapper another instrumentation put there first.
+
+    The kit's wrapper is then always the one nearest the wire: inside another vendor's
+    span for the same call (which it enriches instead of opening a second one), whichever
+    of the two was instrumented first.
+    """
+    current: Any = vars(owner).get(method)
+    if isinstance(current, wrapt.FunctionWrapper):
+        ours = wrapt.FunctionWrapper(current.__wrapped__, wrapper)
+        current.__wrapped__ = ours
+        return owner, method, ours
+    wrapt.wrap_function_wrapper(owner, method, wrapper)
+    return owner, method, vars(owner)[method]
+
+
+def _unwrap(owner: Any, method: str, ours: Any) -> None:
+    """Take the kit's wrapper out wherever it sits in a chain of wrappers."""
+    current: Any = vars(owner).get(method)
+    # another instrumentation's unwrap may have put back our wrapper bound to the class
+    if current is ours or getattr(current, "_self_parent", None) is ours:
+        setattr(owner, method, ours.__wrapped__)
+        return
+    while isinstance(current, wrapt.FunctionWrapper):
+        inner: Any = current.__wrapped__
+        if inner is ours:
+            current.__wrapped__ = ours.__wrapped__
+            return
+        current = inner
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from llm_otel._errors import error_type as classify_error
 from llm_otel._extract import ResponseFacts, facts_from, uneventful_chunk, usage_from_mapping
 from llm_otel._log import internal_error, log_once
 from llm_otel._metrics import Recorder, Series
-from llm_otel._ownership import defer_enclosing_call
+from llm_otel._ownership import defer_enclosing_call, foreign_genai_span
 from llm_otel._pricing import Quote
 from llm_otel._retrieved import passages_of, recall
 from llm_otel._runtime import Telemetry, current
@@ -95,6 +95,7 @@ class LLMCall:
     streaming = False
     wire = False  # made by a provider SDK instrumentor: owns the record of its API call
     deferred = False  # a call nearer the wire records this API call; this one keeps its span only
+    shared_span = False  # a wire call inside another vendor's GenAI span for the same API call
     chunks = 0
     time_to_first_chunk_s: float | None = None
     cost_usd: float | None = None
@@ -146,6 +147,15 @@ class LLMCall:
             self.labels = {**ambient, **spec.static_labels} if ambient else spec.static_labels
             operation = spec.operation
             name = f"{operation} {self.request_model}" if self.request_model else operation
+            peer = foreign_genai_span(self._parent) if self.wire else None
+            if peer is not None:
+                # another vendor's instrumentation already has this API call's span: enrich it
+                self.span = peer
+                self.shared_span = True
+                if activate:
+                    self.activate()
+                self._start = time.perf_counter()
+                return self
             # attributes given at start are seen by the sampler and set without a second lock round
             self.span = self.telemetry.tracer.start_span(
                 name, context=self._parent, kind=SpanKind.CLIENT,
@@ -392,7 +402,8 @@ class LLMCall:
         finally:
             self.deactivate()
             try:
-                self.span.end()
+                if not self.shared_span:  # another instrumentation's span is its own to end
+                    self.span.end()
                 # offered only now, so the scorer never races the call's own span
                 if (error is None and self.outcome is None and not self.deferred
                         and self.telemetry.evaluator is not None):
@@ -482,6 +493,7 @@ class LLMCall:
             rate_limited=rate_limited,
             context_window=quote.context_window if quote is not None else None,
             context=self._context or trace.set_span_in_context(self.span),
+            semconv=not self.shared_span,
         )
         self.labels = bounded
 
@@ -496,7 +508,25 @@ class LLMCall:
             )
 
         if self.span.is_recording():
-            self._annotate_span(provider, request_model, error, error_type, quote, unpriced)
+            if self.shared_span:
+                self._annotate_shared_span(quote, unpriced)
+            else:
+                self._annotate_span(provider, request_model, error, error_type, quote, unpriced)
+
+    def _annotate_shared_span(self, quote: Any, unpriced: bool) -> None:
+        """Only what the other instrumentation does not know: cost and why it may be unknown."""
+        attributes: dict[str, Any] = {}
+        if self.cost_usd is not None:
+            attributes[n.LLM_COST_USD] = self.cost_usd
+        if quote is not None:
+            attributes[n.LLM_COST_SOURCE] = quote.source
+            if quote.reason:
+                attributes[n.LLM_COST_UNPRICED_REASON] = quote.reason
+        elif unpriced:
+            attributes[n.LLM_COST_SOURCE] = n.UNKNOWN_VALUE
+        if self.problems.reasons:
+            attributes[n.LLM_USAGE_UNKNOWN] = list(self.problems.reasons)
+        self.span.set_attributes(attributes)
 
     def _annotate_deferred(self, error: BaseException | str | None) -> None:
         """The API call is recorded by a call nearer the wire: this span stays as its parent,

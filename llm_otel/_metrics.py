@@ -164,23 +164,28 @@ class Recorder:
         rate_limited: bool,
         context_window: int | None,
         context: Context | None = None,
+        semconv: bool = True,
     ) -> None:
         """Record one finished call of ``series``.
 
         ``context`` carries the call's span so exemplars link the histograms to its trace.
+        ``semconv=False`` leaves out the GenAI conventions' own client metrics (another
+        instrumentation of the same call records them already).
         """
         attributes = series.attributes
-        self.duration.record(duration_s, attributes, context)
-        if time_to_first_chunk_s is not None:
-            self.time_to_first_chunk.record(time_to_first_chunk_s, attributes, context)
+        if semconv:
+            self.duration.record(duration_s, attributes, context)
+            if time_to_first_chunk_s is not None:
+                self.time_to_first_chunk.record(time_to_first_chunk_s, attributes, context)
         input_tokens, output_tokens = usage.input_tokens, usage.output_tokens
         if input_tokens is not None or output_tokens is not None:
             self.token_totals.add(series.key, input_tokens, output_tokens)
         if input_tokens is not None:
-            self.token_usage.record(input_tokens, series.input_attributes, context)
+            if semconv:
+                self.token_usage.record(input_tokens, series.input_attributes, context)
             if context_window:
                 self.context_utilization.record(input_tokens / context_window, attributes, context)
-        if output_tokens is not None:
+        if output_tokens is not None and semconv:
             self.token_usage.record(output_tokens, series.output_attributes, context)
         if cost_usd is not None:
             self.cost.record(cost_usd, attributes, context)

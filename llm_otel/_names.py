@@ -20,6 +20,7 @@ InstrumentKind = Literal["counter", "histogram", "gauge"]
 # --- span and metric attribute keys (GenAI semantic conventions v1.41.0) ---
 GEN_AI_OPERATION_NAME = "gen_ai.operation.name"
 GEN_AI_PROVIDER_NAME = "gen_ai.provider.name"
+GEN_AI_NAMESPACE = "gen_ai."  # every GenAI convention attribute starts with it
 GEN_AI_REQUEST_MODEL = "gen_ai.request.model"
 GEN_AI_REQUEST_MAX_TOKENS = "gen_ai.request.max_tokens"
 GEN_AI_REQUEST_TEMPERATURE = "gen_ai.request.temperature"

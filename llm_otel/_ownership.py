@@ -18,6 +18,11 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import Span
+
+from llm_otel import _names as n
 from llm_otel._context import current_call
 
 _WIRE_RESPONSES_MAX = 4096  # ids of recent wire-level records; an outer layer ends within moments
@@ -53,3 +58,26 @@ class WireResponses:
             return False
         with self._lock:
             return response_id in self._ids
+
+
+_OWN_SCOPE = "llm_otel"
+
+
+def foreign_genai_span(parent: Context | None) -> Span | None:
+    """The current span when another vendor's GenAI instrumentation (openai-v2, OpenLLMetry, ...)
+    opened it for the API call a provider SDK instrumentor of the kit is about to record.
+
+    Both wrap the same SDK method, so the kit's wrapper runs inside theirs: that span is
+    the call's span. The kit then adds cost to it and records its own metrics, instead of
+    a second span carrying the same usage.
+    """
+    span = trace.get_current_span(parent)
+    if not span.is_recording():
+        return None
+    scope = getattr(span, "instrumentation_scope", None)
+    if scope is None or getattr(scope, "name", _OWN_SCOPE) == _OWN_SCOPE:
+        return None
+    attributes = getattr(span, "attributes", None) or {}
+    if n.GEN_AI_OPERATION_NAME in attributes or n.GEN_AI_PROVIDER_NAME in attributes:
+        return span
+    return span if any(str(key).startswith(n.GEN_AI_NAMESPACE) for key in attributes) else None
