@@ -109,15 +109,16 @@ def _wrap_innermost(owner: Any, method: str, wrapper: Wrapper) -> tuple[Any, str
 
 def _unwrap(owner: Any, method: str, ours: Any) -> None:
     """Take the kit's wrapper out wherever it sits in a chain of wrappers."""
+    original: Any = ours.__wrapped__
     current: Any = vars(owner).get(method)
     # another instrumentation's unwrap may have put back our wrapper bound to the class
     if current is ours or getattr(current, "_self_parent", None) is ours:
-        setattr(owner, method, ours.__wrapped__)
+        setattr(owner, method, original)
         return
     while isinstance(current, wrapt.FunctionWrapper):
         inner: Any = current.__wrapped__
         if inner is ours:
-            current.__wrapped__ = ours.__wrapped__
+            current.__wrapped__ = original
             return
         current = inner
 
