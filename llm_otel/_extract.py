@@ -317,6 +317,8 @@ def _langchain_facts(obj: Any, facts: ResponseFacts, problems: UsageProblems, wa
     metadata = _get(obj, "response_metadata") or {}
     facts.response_model = _str(_get(metadata, "model_name")) or _str(_get(metadata, "model"))
     facts.provider = _str(_get(metadata, "model_provider"))
+    # the provider's own response id; the message id is often LangChain's run id
+    facts.response_id = _str(_get(metadata, "id"))
     reason = _str(_get(metadata, "finish_reason")) or _str(_get(metadata, "stop_reason"))
     if reason:
         facts.finish_reasons = [reason]
@@ -398,5 +400,5 @@ def facts_from(obj: Any, problems: UsageProblems, *, want_text: bool = False) ->
         facts.recognised = False
         return facts
     facts.response_model = facts.response_model or _str(_get(obj, "model"))
-    facts.response_id = _str(_get(obj, "id"))
+    facts.response_id = facts.response_id or _str(_get(obj, "id"))
     return facts
