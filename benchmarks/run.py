@@ -6,7 +6,8 @@
     python benchmarks/run.py --peers-python /path/to/venv/bin/python   # where the peers are installed
 
 Sections: overhead (per call vs bare and vs a raw-SDK floor, both span
-processors), off (telemetry switched off), streams, langchain and asgi
+processors), off (telemetry switched off), instrumentor (the openai SDK instrumentor
+against @traced_llm around the same call), streams, langchain and asgi
 (frameworks), imports, peers (other OpenAI instrumentations, skipped when not
 installed), pipeline (real Collector + Prometheus, skipped when not built),
 quality (groundedness scorer time per pair, embedding model memory, request-path
@@ -28,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _timing import Row
 
-SECTIONS = ("overhead", "streams", "frameworks", "imports", "peers", "pipeline", "quality", "exit")
+SECTIONS = ("overhead", "instrumentor", "streams", "frameworks", "imports", "peers", "pipeline", "quality", "exit")
 
 
 def collect(sections: list[str], calls: int, repeat: int, peers_python: list[str], seconds: float) -> list[Row]:
@@ -51,6 +52,10 @@ def collect(sections: list[str], calls: int, repeat: int, peers_python: list[str
             import imports
 
             rows += imports.rows()
+        elif section == "instrumentor":
+            import instrumentor
+
+            rows += instrumentor.rows(calls, repeat)
         elif section == "peers":
             import peers
 

@@ -9,6 +9,8 @@ docs/integrations/openai.md). Unknown hosts report ``openai`` (the API spoken);
 
 from __future__ import annotations
 
+import contextlib
+import weakref
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -47,16 +49,31 @@ class ProviderResolver:
     def __init__(self, by_host: Mapping[str, str] | None = None) -> None:
         self._by_host = {str(k).lower(): str(v) for k, v in (by_host or {}).items()}
         self._cache: dict[str, str] = {}
+        # per client, with the URL object it had (a client's base_url can be replaced)
+        self._by_client: weakref.WeakKeyDictionary[Any, tuple[Any, str]] = weakref.WeakKeyDictionary()
 
     def provider_of(self, client: Any) -> str:
         if type(client).__name__.startswith(("AzureOpenAI", "AsyncAzureOpenAI")):
             return "azure.ai.openai"
-        base_url = str(getattr(client, "base_url", "") or "")
+        # the SDK's base_url property and rendering the URL cost more than the rest of the call's
+        # bookkeeping: a client is looked up by the URL object it holds (it may be replaced)
+        try:
+            url = vars(client).get("_base_url")
+            known = self._by_client.get(client)
+        except TypeError:  # no instance dict, or not weak-referenceable
+            url, known = None, None
+        if url is not None and known is not None and known[0] is url:
+            return known[1]
+        if url is None:
+            url = getattr(client, "base_url", None)
+        base_url = str(url or "")
         found = self._cache.get(base_url)
         if found is None:
             found = self._resolve(base_url)
             if len(self._cache) < _CACHE_MAX:
                 self._cache[base_url] = found
+        with contextlib.suppress(TypeError):
+            self._by_client[client] = (url, found)
         return found
 
     def _resolve(self, base_url: str) -> str:

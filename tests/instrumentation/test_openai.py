@@ -309,3 +309,12 @@ def test_compatible_server_provider_on_the_call(server: StandInServer, telemetry
         OpenAIInstrumentor().uninstrument()
     assert one_span(telemetry).attributes["gen_ai.provider.name"] == "vllm"
     assert llm_spans(telemetry)
+
+
+def test_provider_follows_a_replaced_base_url() -> None:
+    resolver = ProviderResolver()
+    c = openai.OpenAI(base_url="https://api.openai.com/v1", api_key="test")
+    assert resolver.provider_of(c) == "openai"
+    assert resolver.provider_of(c) == "openai"  # from the per-client cache
+    c.base_url = "https://api.groq.com/openai/v1"
+    assert resolver.provider_of(c) == "groq"
