@@ -23,9 +23,8 @@ from typing import Any, ClassVar
 import opentelemetry.instrumentation.instrumentor as _otel_instrumentor
 import wrapt
 
-import llm_otel
-from llm_otel import LLMCall
-from llm_otel._log import internal_error
+from llm_otel import LLMCall, adapter
+from llm_otel.adapter import internal_error
 
 _logger = logging.getLogger("llm_otel")
 
@@ -129,7 +128,7 @@ class Request:
 
     provider: str | None
     model: str | None
-    operation: str = "chat"
+    operation: str = adapter.names.OP_CHAT
     attributes: dict[str, Any] | None = None
     messages: Any = None
     stream: bool = False
@@ -147,11 +146,11 @@ STREAM_USAGE_NOT_REQUESTED = "usage:stream_not_requested"
 def open_call(describe: Describe, instance: Any, kwargs: dict[str, Any]) -> tuple[LLMCall, Request] | None:
     """Start the wire-level call, or None when the kit is off or anything about it fails."""
     try:
-        telemetry = llm_otel.current()
+        telemetry = adapter.current()
         if not telemetry.enabled:
             return None
         request = describe(instance, kwargs)
-        call = llm_otel.start_call(
+        call = adapter.start_call(
             provider=request.provider, model=request.model, operation=request.operation,
             request_attributes=request.attributes, activate=True, wire=True,
         )
@@ -215,7 +214,7 @@ def async_wrapper(describe: Describe, finish: AsyncFinish) -> Wrapper:
 
 def end_stream(call: LLMCall, request: Request) -> None:
     """The stream ran to its end: say why usage is unknown when the request never asked for it."""
-    if request.usage_requested is False and call.facts.usage.input_tokens is None:
+    if request.usage_requested is False and call.usage.input_tokens is None:
         call.note_usage_unknown(STREAM_USAGE_NOT_REQUESTED)
     call.end()
 

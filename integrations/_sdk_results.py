@@ -14,7 +14,7 @@ from types import ModuleType
 from typing import Any
 
 from llm_otel import LLMCall
-from llm_otel._log import log_once
+from llm_otel.adapter import log_once
 from llm_otel.integrations._instrumentor import (
     AsyncFinish,
     Finish,

@@ -15,8 +15,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from llm_otel import _names as n
-from llm_otel._log import internal_error
+from llm_otel.adapter import internal_error
+from llm_otel.adapter import names as n
 from llm_otel.integrations._instrumentor import (
     Request,
     SDKInstrumentor,
@@ -42,7 +42,7 @@ _PROVIDER_BY_CLIENT = (
 _REQUEST_NUMBERS = (
     ("max_tokens", n.GEN_AI_REQUEST_MAX_TOKENS),
     ("temperature", n.GEN_AI_REQUEST_TEMPERATURE),
-    ("top_p", "gen_ai.request.top_p"),
+    ("top_p", n.GEN_AI_REQUEST_TOP_P),
 )
 
 
@@ -63,7 +63,7 @@ def _describe(instance: Any, kwargs: dict[str, Any]) -> Request:
             attributes = attributes or {}
             attributes[key] = value
     return Request(
-        _provider(instance), model if isinstance(model, str) else None, "chat", attributes,
+        _provider(instance), model if isinstance(model, str) else None, n.OP_CHAT, attributes,
         kwargs.get("messages"), kwargs.get("stream") is True,
     )
 

@@ -23,9 +23,8 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from llm_otel import _names as n
-from llm_otel._config import parse_bool
-from llm_otel._log import internal_error
+from llm_otel.adapter import internal_error
+from llm_otel.adapter import names as n
 from llm_otel.integrations._instrumentor import Request, SDKInstrumentor, Target, async_wrapper, sync_wrapper
 from llm_otel.integrations._openai_compatible import ProviderResolver
 from llm_otel.integrations._sdk_results import sdk_result_handlers
@@ -36,7 +35,7 @@ _REQUEST_NUMBERS = (
     ("max_completion_tokens", n.GEN_AI_REQUEST_MAX_TOKENS),
     ("max_output_tokens", n.GEN_AI_REQUEST_MAX_TOKENS),
     ("temperature", n.GEN_AI_REQUEST_TEMPERATURE),
-    ("top_p", "gen_ai.request.top_p"),
+    ("top_p", n.GEN_AI_REQUEST_TOP_P),
 )
 
 
@@ -62,7 +61,7 @@ class _Describer:
                 attributes[key] = value
         return provider, model if isinstance(model, str) else None, attributes
 
-    def chat(self, instance: Any, kwargs: dict[str, Any], operation: str = "chat") -> Request:
+    def chat(self, instance: Any, kwargs: dict[str, Any], operation: str = n.OP_CHAT) -> Request:
         provider, model, attributes = self._common(instance, kwargs)
         stream = kwargs.get("stream") is True
         usage_requested: bool | None = None
@@ -72,20 +71,20 @@ class _Describer:
             if not usage_requested and self.request_stream_usage:
                 kwargs["stream_options"] = {**(options if isinstance(options, Mapping) else {}), "include_usage": True}
                 usage_requested = True
-        messages = kwargs.get("messages") if operation == "chat" else kwargs.get("prompt")
+        messages = kwargs.get("messages") if operation == n.OP_CHAT else kwargs.get("prompt")
         return Request(provider, model, operation, attributes, messages, stream, usage_requested)
 
     def completion(self, instance: Any, kwargs: dict[str, Any]) -> Request:
-        return self.chat(instance, kwargs, "text_completion")
+        return self.chat(instance, kwargs, n.OP_TEXT_COMPLETION)
 
     def responses(self, instance: Any, kwargs: dict[str, Any]) -> Request:
         provider, model, attributes = self._common(instance, kwargs)
         # a Responses stream always ends with response.completed, which carries usage
-        return Request(provider, model, "chat", attributes, kwargs.get("input"), kwargs.get("stream") is True)
+        return Request(provider, model, n.OP_CHAT, attributes, kwargs.get("input"), kwargs.get("stream") is True)
 
     def embeddings(self, instance: Any, kwargs: dict[str, Any]) -> Request:
         provider, model, _ = self._common(instance, kwargs)
-        return Request(provider, model, "embeddings")
+        return Request(provider, model, n.OP_EMBEDDINGS)
 
 
 _finish, _finish_async = sdk_result_handlers("openai")
@@ -107,11 +106,10 @@ class OpenAIInstrumentor(SDKInstrumentor):
         by_host = self.options.get("provider_by_host")
         request_usage = self.options.get("request_stream_usage")
         if request_usage is None:
-            try:
-                request_usage = parse_bool(os.environ.get(STREAM_USAGE_ENV, ""))
-            except ValueError as exc:
-                internal_error(f"setting {STREAM_USAGE_ENV}", exc)
-                request_usage = False
+            raw = os.environ.get(STREAM_USAGE_ENV, "").strip().lower()
+            request_usage = raw in ("1", "true", "yes", "on")
+            if raw and not request_usage and raw not in ("0", "false", "no", "off"):
+                internal_error(f"setting {STREAM_USAGE_ENV}", ValueError(f"expected true/false, got {raw!r}"))
         describe = _Describer(ProviderResolver(by_host), bool(request_usage))
         chat = describe.chat
         return (

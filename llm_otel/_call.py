@@ -538,7 +538,7 @@ class LLMCall:
         if not self.request_model and self.facts.response_model:
             span.update_name(f"{self.spec.operation} {self.facts.response_model}")
         if error is not None:
-            error_type = error if isinstance(error, str) else error_type_of(error)
+            error_type = classify_error(error)
             attributes[n.ERROR_TYPE] = error_type
             description = _describe(error) if isinstance(error, BaseException) else error_type
             span.set_status(Status(StatusCode.ERROR, description[:500]))

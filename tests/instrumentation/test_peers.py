@@ -16,7 +16,7 @@ import openai
 import pytest
 
 import llm_otel
-from llm_otel.devserver import StandInServer
+from llm_otel.tools.devserver import StandInServer
 from llm_otel.testing import CapturedTelemetry
 from tests.instrumentation.conftest import llm_spans
 

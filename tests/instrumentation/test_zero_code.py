@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import tomllib
 
-from llm_otel.devserver import StandInServer
+from llm_otel.tools.devserver import StandInServer
 
 ROOT = Path(__file__).resolve().parents[2]
 
