@@ -24,7 +24,10 @@ def error_type_of(exc: BaseException) -> str:
 def _status_code(exc: BaseException) -> Any:
     status = getattr(exc, "status_code", None)
     if status is None:
-        status = getattr(getattr(exc, "response", None), "status_code", None)
+        response = getattr(exc, "response", None)
+        status = getattr(response, "status_code", None)
+        if status is None and isinstance(response, dict):  # botocore's ClientError: a parsed response
+            status = (response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
     return status
 
 
@@ -35,7 +38,8 @@ def is_rate_limit(exc: BaseException) -> bool:
     except Exception:  # exotic exception objects must not break classification
         return False
     name = type(exc).__name__.lower()
-    return "ratelimit" in name or "rate_limit" in name or "toomanyrequests" in name
+    return ("ratelimit" in name or "rate_limit" in name or "toomanyrequests" in name
+            or "throttling" in name)  # AWS names its rate limits ThrottlingException
 
 
 def error_type(error: BaseException | str | None) -> str:

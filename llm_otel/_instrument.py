@@ -21,6 +21,7 @@ _logger = logging.getLogger("llm_otel")
 INSTRUMENTORS: dict[str, tuple[str, str, str]] = {
     "openai": ("llm_otel.integrations.openai", "OpenAIInstrumentor", "openai"),
     "anthropic": ("llm_otel.integrations.anthropic", "AnthropicInstrumentor", "anthropic"),
+    "bedrock": ("llm_otel.integrations.bedrock", "BedrockInstrumentor", "botocore"),
 }
 
 

@@ -9,8 +9,8 @@ import pytest
 
 import llm_otel
 from llm_otel._log import forget_logged_causes
-from llm_otel.tools.devserver import StandInServer
 from llm_otel.testing import CapturedTelemetry, capture
+from llm_otel.tools.devserver import StandInServer
 
 
 @pytest.fixture(scope="module")

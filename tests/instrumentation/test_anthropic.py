@@ -10,9 +10,9 @@ import pytest
 from anthropic.lib.streaming import MessageStream
 from anthropic.resources.messages import AsyncMessages, Messages
 
-from llm_otel.tools.devserver import FAULT_HEADER, LatencyProfile, StandInServer
 from llm_otel.integrations.anthropic import _provider
 from llm_otel.testing import CapturedTelemetry
+from llm_otel.tools.devserver import FAULT_HEADER, LatencyProfile, StandInServer
 
 MODEL = "claude-3-5-haiku-latest"
 MESSAGES = [{"role": "user", "content": "Say hello"}]

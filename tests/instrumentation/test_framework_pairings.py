@@ -18,10 +18,10 @@ from llama_index.core.llms import CustomLLM
 from llama_index.core.llms.callbacks import llm_completion_callback
 
 import llm_otel
-from llm_otel.tools.devserver import StandInServer
 from llm_otel.integrations import llamaindex
 from llm_otel.integrations.langchain import LLMOtelCallbackHandler
 from llm_otel.testing import CapturedTelemetry
+from llm_otel.tools.devserver import StandInServer
 from tests.instrumentation.conftest import llm_spans
 
 

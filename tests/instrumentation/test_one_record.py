@@ -14,8 +14,8 @@ import openai
 import pytest
 
 import llm_otel
-from llm_otel.tools.devserver import LatencyProfile, StandInServer
 from llm_otel.testing import CapturedTelemetry
+from llm_otel.tools.devserver import LatencyProfile, StandInServer
 from tests.instrumentation.conftest import llm_spans
 
 MESSAGES = [{"role": "user", "content": "Say hello"}]

@@ -10,10 +10,10 @@ import pytest
 from openai.lib.streaming.chat import ChatCompletionStream
 
 import llm_otel
-from llm_otel.tools.devserver import FAULT_HEADER, LatencyProfile, StandInServer
 from llm_otel.integrations._openai_compatible import ProviderResolver
 from llm_otel.integrations.openai import OpenAIInstrumentor
 from llm_otel.testing import CapturedTelemetry
+from llm_otel.tools.devserver import FAULT_HEADER, LatencyProfile, StandInServer
 from tests.instrumentation.conftest import llm_spans
 
 MESSAGES = [{"role": "user", "content": "Say hello"}]

@@ -16,8 +16,8 @@ import openai
 import pytest
 
 import llm_otel
-from llm_otel.tools.devserver import StandInServer
 from llm_otel.testing import CapturedTelemetry
+from llm_otel.tools.devserver import StandInServer
 from tests.instrumentation.conftest import llm_spans
 
 MESSAGES = [{"role": "user", "content": "Say hello"}]
