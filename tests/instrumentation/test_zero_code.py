@@ -102,3 +102,23 @@ def test_opentelemetry_instrument_activates_the_kit(tmp_path: Path, server: Stan
 def test_disabling_the_kit_by_entry_point_name(tmp_path: Path, server: StandInServer) -> None:
     _, spans = _run(tmp_path, server, disabled="openai,llm_otel_openai,llm_otel_anthropic")
     assert [s for s in spans if s["name"].startswith("chat ")] == []
+
+
+def test_the_hook_configures_only_when_nothing_else_did(monkeypatch: pytest.MonkeyPatch) -> None:
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from llm_otel import _instrument, _runtime
+
+    configured: list[int] = []
+    monkeypatch.setattr(_runtime, "_state", None)
+    monkeypatch.setattr(_runtime, "configure", lambda **_: configured.append(1))
+    monkeypatch.setattr(trace, "get_tracer_provider", TracerProvider)  # a distro set one up
+    _instrument.configure_if_unset()
+    assert configured == []
+    monkeypatch.setattr(trace, "get_tracer_provider", trace.ProxyTracerProvider)  # nobody did
+    _instrument.configure_if_unset()
+    assert configured == [1]
+    monkeypatch.setattr(_runtime, "_state", object())  # configure() ran in the application already
+    _instrument.configure_if_unset()
+    assert configured == [1]
