@@ -139,9 +139,13 @@ class LLMCall:
             self.ended = True  # enabled=False: a call that records nothing; end() and fail() do nothing
             return self
         try:
-            defer_enclosing_call()  # one record per API call: the innermost call owns it
+            # one record per API call: the innermost call owns it, and carries the labels the
+            # enclosing call was given (task type, prompt name/version) so none is lost
+            outer_labels = defer_enclosing_call()
             # the call site's own labels win over ambient ones (route, baggage)
             ambient = ambient_labels.get()
+            if outer_labels:
+                ambient = {**ambient, **outer_labels}
             spec = self.spec
             # without ambient labels the call site's own (read-only, shared) labels serve as they are
             self.labels = {**ambient, **spec.static_labels} if ambient else spec.static_labels

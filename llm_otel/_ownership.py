@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Mapping
 
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -28,11 +29,18 @@ from llm_otel._context import current_call
 _WIRE_RESPONSES_MAX = 4096  # ids of recent wire-level records; an outer layer ends within moments
 
 
-def defer_enclosing_call() -> None:
-    """A call is starting: the current call of the kit, if any, encloses it and defers to it."""
+def defer_enclosing_call() -> Mapping[str, str] | None:
+    """A call is starting: the current call of the kit, if any, encloses it and defers to it.
+
+    Returns the enclosing call's own labels (without its operation name): the inner call
+    records the API call, so it carries them (a decorator's task type or prompt version).
+    """
     outer = current_call.get()
-    if outer is not None and not outer.ended:
-        outer.deferred = True
+    if outer is None or outer.ended:
+        return None
+    outer.deferred = True
+    labels = outer.labels
+    return {key: value for key, value in labels.items() if key != n.GEN_AI_OPERATION_NAME} if labels else None
 
 
 class WireResponses:

@@ -171,3 +171,19 @@ async def test_async_traced_function_around_instrumented_calls(
     async with client:
         message = await ask()
     assert_one_record(instrumented, message.usage.input_tokens, message.usage.output_tokens)
+
+
+def test_the_enclosing_call_labels_reach_the_record(client: openai.OpenAI, instrumented: CapturedTelemetry) -> None:
+    """A decorator's task type and prompt version are not lost when the instrumentor records the call."""
+
+    @llm_otel.traced_llm(provider="openai", task_type="classify", prompt_name="triage", prompt_version="3")
+    def ask(model: str = "gpt-4o-mini") -> Any:
+        return client.chat.completions.create(model=model, messages=MESSAGES)
+
+    response = ask()
+    inner, = llm_spans(instrumented)
+    assert inner.attributes["llm.task_type"] == "classify"
+    assert inner.attributes["llm.prompt.version"] == "3"
+    assert inner.attributes["gen_ai.operation.name"] == "chat"
+    assert instrumented.counter("llm.tokens.input", llm__task_type="classify",
+                                llm__prompt__version="3") == response.usage.prompt_tokens
