@@ -75,6 +75,7 @@ LLM_STREAM_CHUNKS = "llm.stream.chunks"
 LLM_STREAM_OUTCOME = "llm.stream.outcome"  # how a call ended that did not run to completion
 LLM_RETRIEVAL_DOCUMENT_COUNT = "llm.retrieval.document_count"
 LLM_USAGE_UNKNOWN = "llm.usage.unknown_reason"
+LLM_CONTENT_TRUNCATED = "llm.content.truncated"  # captured prompt/completion text was cut to the caps
 LLM_ROLLUP_CALLS = "llm.calls"
 LLM_ROLLUP_INPUT_TOKENS = "llm.usage.input_tokens"
 LLM_ROLLUP_OUTPUT_TOKENS = "llm.usage.output_tokens"
