@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from itertools import islice
 from typing import Any
 
@@ -109,6 +109,18 @@ class ContentBudget:
         self.truncated = self.truncated or cut
         self.left = max(0, self.left - len(redacted))
         return bounds.text(redacted, len(redacted))  # valid UTF-8 for the encoder
+
+
+def captured_text(text: str, redact: Redactor, settings: Mapping[str, Any]) -> str:
+    """One piece of captured content outside a call record (a tool's arguments, a retrieval
+    query), capped before it is redacted, like a message."""
+    budget = ContentBudget(redact, settings.get("content_max_message_chars", _MESSAGE_DEFAULT),
+                           settings.get("content_max_call_chars", _CALL_DEFAULT))
+    return budget.take(text)
+
+
+_MESSAGE_DEFAULT = 16384  # the defaults of content_max_message_chars / content_max_call_chars
+_CALL_DEFAULT = 65536
 
 
 def input_messages_json(messages: Any, budget: ContentBudget) -> str | None:
