@@ -62,8 +62,9 @@ def text(value: str, cap: int) -> str:
     return head + TRUNCATION_MARK if long else head
 
 
-def is_clean_label(value: str) -> bool:
-    return len(value) <= LABEL_MAX_CHARS and value.isascii() and value.isprintable()
+def is_clean_label(value: object) -> bool:
+    """A string that ``label`` would return unchanged (anything else is not)."""
+    return type(value) is str and len(value) <= LABEL_MAX_CHARS and value.isascii() and value.isprintable()
 
 
 def labels(values: Mapping[Any, Any]) -> dict[str, str]:

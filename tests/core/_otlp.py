@@ -5,16 +5,28 @@ would refuse (a value the encoder rejects fails the whole request, as it does in
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
+from opentelemetry.sdk.metrics.export import (
+    MetricExporter,
+    MetricExportResult,
+    MetricsData,
+    PeriodicExportingMetricReader,
+)
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+import llm_otel
+from llm_otel import _providers
+from llm_otel._log import forget_logged_causes
+from llm_otel._runtime import Telemetry
 
 LIMIT = 4 * 1024 * 1024  # the Collector's default gRPC max_recv_msg_size
 
@@ -108,3 +120,39 @@ class EncodingMetricExporter(MetricExporter):
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
         pass
+
+
+@dataclass
+class Pipeline:
+    """The kit configured with its own export wrappers around the encoding exporters."""
+
+    telemetry: Telemetry
+    spans: EncodingSpanExporter
+    metrics: EncodingMetricExporter
+    sink: _providers.DropSink
+
+    def flush(self) -> None:
+        assert self.telemetry.force_flush(10_000)
+
+    def dropped(self, signal: str, reason: str) -> int:
+        return self.sink.totals.get((signal, reason), 0)
+
+
+@contextmanager
+def kit_pipeline(**options: Any) -> Iterator[Pipeline]:
+    forget_logged_causes()
+    spans, metrics, sink = EncodingSpanExporter(), EncodingMetricExporter(), _providers.DropSink()
+    processor = _providers.CountingBatchSpanProcessor(
+        _providers.CountingSpanExporter(spans, sink), sink,
+        max_queue_size=4096, max_export_batch_size=1024, schedule_delay_millis=60_000,
+    )
+    reader = PeriodicExportingMetricReader(_providers.CountingMetricExporter(metrics, sink),
+                                           export_interval_millis=3_600_000)
+    telemetry = llm_otel.configure(service_name="bounds", set_global=False, traces_exporter="none",
+                                   metrics_exporter="none", span_processors=[processor], metric_readers=[reader],
+                                   **options)
+    sink.recorder = telemetry.recorder
+    try:
+        yield Pipeline(telemetry, spans, metrics, sink)
+    finally:
+        llm_otel.shutdown()

@@ -9,52 +9,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 
 import llm_otel
-from llm_otel import _providers
 from llm_otel._bounds import INT64_MAX, LABEL_MAX_CHARS
-from llm_otel._log import forget_logged_causes
-from llm_otel._runtime import Telemetry
-from tests.core._otlp import LIMIT, EncodingMetricExporter, EncodingSpanExporter
+from tests.core._otlp import LIMIT, Pipeline, kit_pipeline
 from tests.core.conftest import chat_response
-
-
-@dataclass
-class Pipeline:
-    telemetry: Telemetry
-    spans: EncodingSpanExporter
-    metrics: EncodingMetricExporter
-    sink: _providers.DropSink
-
-    def flush(self) -> None:
-        assert self.telemetry.force_flush(10_000)
-
-    def dropped(self, signal: str, reason: str) -> int:
-        return self.sink.totals.get((signal, reason), 0)
 
 
 @pytest.fixture
 def pipeline() -> Iterator[Pipeline]:
-    forget_logged_causes()
-    spans, metrics, sink = EncodingSpanExporter(), EncodingMetricExporter(), _providers.DropSink()
-    processor = _providers.CountingBatchSpanProcessor(
-        _providers.CountingSpanExporter(spans, sink), sink,
-        max_queue_size=4096, max_export_batch_size=1024, schedule_delay_millis=60_000,
-    )
-    reader = PeriodicExportingMetricReader(_providers.CountingMetricExporter(metrics, sink),
-                                           export_interval_millis=3_600_000)
-    telemetry = llm_otel.configure(service_name="bounds", set_global=False, traces_exporter="none",
-                                   metrics_exporter="none", span_processors=[processor], metric_readers=[reader])
-    sink.recorder = telemetry.recorder
-    try:
-        yield Pipeline(telemetry, spans, metrics, sink)
-    finally:
-        llm_otel.shutdown()
+    with kit_pipeline() as found:
+        yield found
 
 
 def _ask(response: Any, model: str = "gpt-4o-mini") -> Any:
