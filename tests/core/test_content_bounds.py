@@ -170,3 +170,41 @@ def test_the_default_redactor_masks_common_secret_formats(secret: str, kept: str
 )
 def test_the_default_redactor_leaves_look_alikes(harmless: str) -> None:
     assert default_redactor(harmless) == harmless
+
+
+def test_web_and_framework_spans_redact_exception_messages() -> None:
+    import asyncio
+    import uuid
+
+    from llm_otel.integrations.asgi import LLMOtelMiddleware
+    from llm_otel.integrations.langchain import LLMOtelCallbackHandler
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        raise LeakyError(f"upstream said: bad key {KEY}")
+
+    async def request() -> None:
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
+                 "scheme": "http", "path": "/x", "raw_path": b"/x", "query_string": b"", "headers": [],
+                 "server": ("127.0.0.1", 80), "client": ("127.0.0.1", 1)}
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            return None
+
+        with pytest.raises(LeakyError):
+            await LLMOtelMiddleware(app)(scope, receive, send)
+
+    with capture() as telemetry:
+        asyncio.run(request())
+        handler = LLMOtelCallbackHandler()
+        run = uuid.uuid4()
+        handler.on_chain_start({"name": "chain"}, {"input": "x"}, run_id=run)
+        handler.on_chain_error(LeakyError(f"password={KEY}"), run_id=run)
+        spans = telemetry.spans()
+        assert len(spans) == 2
+        for span in spans:
+            texts = [span.status.description or ""] + [str(v) for e in span.events for v in e.attributes.values()]
+            assert any("REDACTED" in text for text in texts)
+            assert not any(KEY in text for text in texts), texts
