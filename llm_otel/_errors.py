@@ -136,7 +136,7 @@ def record_error(span: Any, error: BaseException | str, redact: Callable[[str], 
         span.set_status(Status(StatusCode.ERROR, _bounded_redacted(error, redact, cap)))
         return
     described = describe(error)
-    message = _bounded_redacted(type(error).__name__ if described is None else described, redact, cap)
+    message = _bounded_redacted(error_type_of(error) if described is None else described, redact, cap)
     span.set_status(Status(StatusCode.ERROR, message))
     try:
         stack = "".join(traceback.format_exception(type(error), error, error.__traceback__))

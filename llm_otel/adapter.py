@@ -20,15 +20,16 @@ Read ``current()`` (or call ``tracer()``) at event time, never at construction, 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping as _Mapping
+from typing import Any as _Any
 
-from opentelemetry.trace import Span, Tracer
+from opentelemetry.trace import Span as _Span
+from opentelemetry.trace import Tracer
 
 from llm_otel import _bounds
 from llm_otel import _names as names
 from llm_otel._call import CallSpec, LLMCall, start_call
-from llm_otel._content import captured_text
+from llm_otel._content import captured_text as _captured_text
 from llm_otel._context import RequestRollup, labels, request_rollup
 from llm_otel._errors import error_type, fail_span, interruption_of, mark_closed_early
 from llm_otel._errors import record_error as _record_error
@@ -128,7 +129,7 @@ def clean_text(text: str, limit: int) -> str:
     return _bounds.text(text, limit)
 
 
-def span_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
+def span_attributes(attributes: _Mapping[str, _Any]) -> dict[str, _Any]:
     """Attributes from a framework or a client, each cleaned and capped at ``attribute_max_length``;
     values that cannot be attributes are left out."""
     return _bounds.attributes(attributes, _attribute_cap())
@@ -137,10 +138,10 @@ def span_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
 def capture_text(text: str) -> str:
     """Opt-in captured content (a tool's arguments, a retrieval query): capped, then redacted."""
     telemetry = current()
-    return captured_text(text, telemetry.redactor, telemetry.settings)
+    return _captured_text(text, telemetry.redactor, telemetry.settings)
 
 
-def record_error(span: Span, error: BaseException | str) -> None:
+def record_error(span: _Span, error: BaseException | str) -> None:
     """Error status and exception event on ``span``, the message redacted and capped (any capture mode)."""
     telemetry = current()
     _record_error(span, error, telemetry.redactor, _attribute_cap())

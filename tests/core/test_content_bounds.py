@@ -133,7 +133,8 @@ def test_an_exception_whose_str_raises_still_records_the_failure() -> None:
         with pytest.raises(Broken):
             ask()
         (span,) = telemetry.spans()
-        assert span.status.description == "Broken" and span.events[0].attributes["exception.message"] == "Broken"
+        expected = f"{__name__.split('.')[0]}.{Broken.__qualname__}"
+        assert span.status.description == expected and span.events[0].attributes["exception.message"] == expected
 
 
 @pytest.mark.parametrize(

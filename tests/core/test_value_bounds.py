@@ -172,7 +172,7 @@ def test_large_spans_are_sent_in_requests_under_the_limit(pipeline: Pipeline) ->
 
 
 def test_doctor_in_process_reports_metric_export_failures(pipeline: Pipeline) -> None:
-    from llm_otel._doctor import check_export
+    from llm_otel.tools._doctor import check_export
 
     assert check_export().status in ("OK", "SKIP")
     meter = pipeline.telemetry.meter_provider.get_meter("someone-else")

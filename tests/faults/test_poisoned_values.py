@@ -3,8 +3,9 @@ into the real OTLP encoders (tests/core/_otlp.py), and a good call after it is s
 
 Families: usage objects and dicts (SDK objects built without validation), model names,
 LangChain callback payloads, LlamaIndex events, and W3C trace headers into the ASGI
-middleware. ``LLM_OTEL_FUZZ_PROFILE=ci`` (the default when CI=true) runs 2,000 cases per
-family; ``quick`` (the default elsewhere) runs 150; ``LLM_OTEL_FUZZ_EXAMPLES`` sets the number.
+middleware. The hypothesis profile (tests/hypothesis_profiles.py) sets the number: 2,000
+cases per family in ``ci`` (the default when CI=true), 400 in ``dev``, 40 in ``quick``;
+``LLM_OTEL_FUZZ_EXAMPLES`` overrides it.
 """
 
 from __future__ import annotations
@@ -26,11 +27,11 @@ from openai.types.completion_usage import CompletionUsage
 
 import llm_otel
 from tests.core._otlp import LIMIT, Pipeline, kit_pipeline
+from tests.hypothesis_profiles import examples
 
 pytestmark = pytest.mark.slow
 
-_PROFILE = os.environ.get("LLM_OTEL_FUZZ_PROFILE") or ("ci" if os.environ.get("CI") == "true" else "quick")
-EXAMPLES = int(os.environ.get("LLM_OTEL_FUZZ_EXAMPLES") or (2000 if _PROFILE == "ci" else 150))
+EXAMPLES = int(os.environ.get("LLM_OTEL_FUZZ_EXAMPLES") or examples(2000))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
                                        HealthCheck.data_too_large])

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 import llm_otel
-from llm_otel._stack import StackInfo
+from llm_otel.tools._stack import StackInfo
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
