@@ -86,9 +86,9 @@ def test_poisoned_values_cost_no_good_telemetry(native_stack: StackInfo) -> None
         assert names.count("chat good-model") == 10
         assert len(names) == 105  # every poisoned call's span arrived too, bounded
         telemetry.meter_provider.force_flush()  # type: ignore[attr-defined]
-        from llm_otel._providers import pipeline_status
+        from llm_otel._delivery import pipeline_status
 
         sink = pipeline_status()
-        assert sink is not None and sink.lost == {}, sink.lost
+        assert sink is not None and sink.totals == {}, sink.totals
     finally:
         llm_otel.shutdown()
