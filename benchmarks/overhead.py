@@ -234,12 +234,43 @@ def measure_sdk_measurement(calls: int, repeat: int) -> dict[str, float]:
     return best
 
 
+def measure_bounds(calls: int, repeat: int) -> dict[str, float]:
+    """The value checks a clean call pays (llm_otel._bounds via the call record): identifiers,
+    token counts and response facts, all already within bounds."""
+    from llm_otel import _bounds
+    from llm_otel._call import _bound_facts
+    from llm_otel._extract import ResponseFacts
+    from llm_otel._usage import TokenUsage, UsageProblems, bounded
+
+    usage, problems = TokenUsage(120, 40), UsageProblems()
+    facts = ResponseFacts(usage=usage, response_model="gpt-4o-mini-2024-07-18", response_id="chatcmpl-1",
+                          finish_reasons=["stop"])
+
+    def nothing() -> None:
+        return None
+
+    def clean_call() -> None:
+        _bounds.is_clean_label("gpt-4o-mini")
+        _bounds.is_clean_label("openai")
+        bounded(usage, problems)
+        _bound_facts(facts)
+
+    return interleaved({"bare": nothing, "bounds": clean_call}, calls, repeat)
+
+
 def rows(calls: int, repeat: int) -> list[Row]:
     out = []
     unit = measure_sdk_measurement(calls, repeat)
     for kind in ("histogram", "counter"):
         out.append(Row("sdk", f"one {kind} measurement, 4 labels", fmt_us(unit[kind] - unit["bare"]), "", "", "",
                        "raw SDK, span context for exemplars; the kit makes 5 per call, openai-v2 3"))
+    checks = measure_bounds(calls, repeat)
+    added = checks["bounds"] - checks["bare"]
+    histogram = unit["histogram"] - unit["bare"]
+    out.append(Row("per call", "value bounds, a clean call", fmt_us(added),
+                   f"{added / histogram:.2f}x one SDK measurement", "<= 0.5x one SDK measurement",
+                   ratio_verdict(added / histogram, 0.5),
+                   "token counts, identifiers and response facts checked before they reach the SDK"))
     for processor, best in measure_processors(calls, repeat):
         ours = best["traced_llm"] - best["bare"]
         floor = best["floor"] - best["bare"]

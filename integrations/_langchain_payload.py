@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence, Sized
 from dataclasses import dataclass, field
 from typing import Any
 
+from llm_otel import adapter
 from llm_otel.adapter import LLMCall
 from llm_otel.adapter import names as n
 
@@ -84,7 +85,7 @@ def get(obj: Any, key: str) -> Any:
 
 
 def text(value: Any, limit: int = _NAME_LIMIT) -> str | None:
-    return value[:limit] if isinstance(value, str) and value else None
+    return adapter.clean_text(value, limit) if isinstance(value, str) and value else None
 
 
 def is_list(value: Any) -> bool:

@@ -183,7 +183,7 @@ class Tracker:
         base = parent.context if parent is not None else otel_context.get_current()
         node = _Node(context=base, call=parent.call if parent is not None else None)
         if name is not None:
-            node.span = telemetry.tracer.start_span(name, context=base, kind=SpanKind.INTERNAL)
+            node.span = telemetry.tracer.start_span(adapter.span_name(name), context=base, kind=SpanKind.INTERNAL)
             node.context = trace.set_span_in_context(node.span, base)
             _attach(node, node.context)
         elif model_instance is not None:

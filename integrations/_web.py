@@ -339,6 +339,8 @@ def begin_request(
         report_problems(telemetry, problems)
 
     name, attributes = info.attributes(headers.get("user-agent"))
+    # path and user agent come from the client: cleaned and capped like every attribute
+    attributes = adapter.span_attributes(attributes)
     attributes.update(labels)
     span = telemetry.tracer.start_span(name, context=base, kind=kind, attributes=attributes, links=links)
     return ServerRequest(span, trace.set_span_in_context(span, base), labels, name)
@@ -433,8 +435,7 @@ class ServerRequest:
             return
         self._exception = exc
         if self.span.is_recording():
-            self.span.record_exception(exc, escaped=True)
-            self.span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"[:500]))
+            adapter.record_error(self.span, exc)
 
     @never_raises("web.outcome")
     def set_outcome(self, outcome: str) -> None:
@@ -468,8 +469,9 @@ class ServerRequest:
         if not span.is_recording():
             return
         if self._route:
-            span.update_name(f"{self._name} {self._route}")
-            span.set_attribute(http_attributes.HTTP_ROUTE, self._route)
+            route = adapter.span_name(self._route)
+            span.update_name(f"{self._name} {route}")
+            span.set_attribute(http_attributes.HTTP_ROUTE, route)
         if self._exception is not None:
             span.set_attribute(n.ERROR_TYPE, adapter.error_type(self._exception))
         elif self.server_error:

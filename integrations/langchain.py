@@ -303,7 +303,8 @@ class LLMOtelCallbackHandler(BaseCallbackHandler):
         if telemetry.capture_content and span.is_recording():
             arguments = input_str if isinstance(input_str, str) else output_text(inputs)
             if arguments:
-                span.set_attribute(GEN_AI_TOOL_CALL_ARGUMENTS, telemetry.redactor(arguments))
+                span.set_attribute(GEN_AI_TOOL_CALL_ARGUMENTS,
+                                   adapter.capture_text(arguments))
 
     @never_raises("langchain.on_tool_end")
     def on_tool_end(self, output: Any, *, run_id: UUID, parent_run_id: UUID | None = None, **kwargs: Any) -> None:
@@ -315,7 +316,7 @@ class LLMOtelCallbackHandler(BaseCallbackHandler):
         if telemetry.capture_content and run.span is not None and run.span.is_recording():
             result = output_text(output)
             if result is not None:
-                extra[GEN_AI_TOOL_CALL_RESULT] = telemetry.redactor(result)
+                extra[GEN_AI_TOOL_CALL_RESULT] = adapter.capture_text(result)
         close_run(run, None, extra)
 
     @never_raises("langchain.on_tool_error")
@@ -347,7 +348,7 @@ class LLMOtelCallbackHandler(BaseCallbackHandler):
         attributes = {n.GEN_AI_OPERATION_NAME: OP_RETRIEVAL}
         span = self._start_span(telemetry, key, root, parent, f"{OP_RETRIEVAL} {name}", attributes)
         if telemetry.capture_content and isinstance(query, str) and span.is_recording():
-            span.set_attribute(GEN_AI_RETRIEVAL_QUERY_TEXT, telemetry.redactor(query))
+            span.set_attribute(GEN_AI_RETRIEVAL_QUERY_TEXT, adapter.capture_text(query))
 
     @never_raises("langchain.on_retriever_end")
     def on_retriever_end(
@@ -398,7 +399,10 @@ class LLMOtelCallbackHandler(BaseCallbackHandler):
         name: str,
         attributes: Mapping[str, Any],
     ) -> Span:
-        span = telemetry.tracer.start_span(name, context=parent, kind=SpanKind.INTERNAL, attributes=attributes)
+        span = telemetry.tracer.start_span(
+            adapter.span_name(name), context=parent, kind=SpanKind.INTERNAL,
+            attributes=adapter.span_attributes(attributes),
+        )
         self._add(Run(key, root, trace.set_span_in_context(span, parent), span=span))
         return span
 

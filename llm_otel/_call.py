@@ -17,13 +17,14 @@ from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import Span, SpanKind
 
+from llm_otel import _bounds as bounds
 from llm_otel import _names as n
-from llm_otel._content import input_messages_json, output_messages_json
+from llm_otel._content import ContentBudget, input_messages_json, output_messages_json
 from llm_otel._context import ambient_labels, current_call, request_rollup
-from llm_otel._errors import describe, interruption_of
 from llm_otel._errors import error_type as classify_error
+from llm_otel._errors import interruption_of, record_error
 from llm_otel._extract import ResponseFacts, facts_from, uneventful_chunk, usage_from_mapping
 from llm_otel._log import internal_error, log_once
 from llm_otel._metrics import Recorder, Series
@@ -32,6 +33,7 @@ from llm_otel._pricing import Quote
 from llm_otel._retrieved import passages_of, recall
 from llm_otel._runtime import Telemetry, current
 from llm_otel._usage import TokenUsage, UsageProblems
+from llm_otel._usage import bounded as bounded_usage
 
 UsageReader = Callable[[Any], Any]
 _START_ATTRIBUTE_SETS_MAX = 64
@@ -61,17 +63,15 @@ class CallSpec:
 
     @functools.cached_property
     def static_labels(self) -> dict[str, str]:
-        static = {n.GEN_AI_OPERATION_NAME: self.operation}
+        static = {n.GEN_AI_OPERATION_NAME: bounds.label(str(self.operation))}
         for key, value in (
             (n.LLM_TASK_TYPE, self.task_type),
             (n.LLM_PROMPT_NAME, self.prompt_name),
             (n.LLM_PROMPT_VERSION, self.prompt_version),
         ):
             if value is not None:
-                static[key] = str(value)
-        for key, value in self.labels.items():
-            if isinstance(key, str) and key and value is not None:  # an empty or odd key is no label
-                static[key] = value if isinstance(value, str) else str(value)
+                static[key] = bounds.label(str(value))
+        static.update(bounds.labels(self.labels))
         return static
 
     @functools.cached_property
@@ -125,8 +125,11 @@ class LLMCall:
             self.wire = True
         self.spec = spec or CallSpec()
         self.telemetry = telemetry or current()
-        self.request_model = model or self.spec.model
-        self.provider = provider or self.spec.provider
+        model = model or self.spec.model
+        provider = provider or self.spec.provider
+        # identifiers name the span and label metrics: bounded once here (a clean one costs a check)
+        self.request_model = model if model is None or bounds.is_clean_label(model) else _identifier(model)
+        self.provider = provider if provider is None or bounds.is_clean_label(provider) else _identifier(provider)
         self.facts = ResponseFacts()
         self.problems = UsageProblems()
         self._parent = parent
@@ -149,7 +152,7 @@ class LLMCall:
             spec = self.spec
             # without ambient labels the call site's own (read-only, shared) labels serve as they are
             self.labels = {**ambient, **spec.static_labels} if ambient else spec.static_labels
-            operation = spec.operation
+            operation = spec.static_labels[n.GEN_AI_OPERATION_NAME]
             name = f"{operation} {self.request_model}" if self.request_model else operation
             peer = foreign_genai_span(self._parent) if self.wire else None
             if peer is not None:
@@ -272,7 +275,7 @@ class LLMCall:
 
     def set_response_model(self, model: str | None) -> None:
         if isinstance(model, str) and model:
-            self.facts.response_model = model
+            self.facts.response_model = model  # bounded when recorded, like models read from responses
 
     def set_response_id(self, response_id: str | None) -> None:
         if isinstance(response_id, str) and response_id:
@@ -287,13 +290,13 @@ class LLMCall:
 
     def set_provider(self, provider: str | None) -> None:
         if isinstance(provider, str) and provider:
-            self.provider = provider
+            self.provider = bounds.label(provider)
 
     def set_request_model(self, model: str | None) -> None:
         if isinstance(model, str) and model and not self.request_model:
-            self.request_model = model
+            model = self.request_model = bounds.label(model)
             if self.span.is_recording():
-                self.span.update_name(f"{self.spec.operation} {model}")
+                self.span.update_name(f"{self.spec.static_labels[n.GEN_AI_OPERATION_NAME]} {model}")
                 self.span.set_attribute(n.GEN_AI_REQUEST_MODEL, model)
 
     def set_input_messages(self, messages: Any) -> None:
@@ -387,9 +390,14 @@ class LLMCall:
             attributes[n.GEN_AI_PROVIDER_NAME] = self.provider
         if self.request_model:
             attributes[n.GEN_AI_REQUEST_MODEL] = self.request_model
-        for key, value in (self._request_attributes or {}).items():
-            if isinstance(value, (str, bool, int, float)):
-                attributes[key] = value
+        if self._request_attributes:
+            try:
+                cap = self.telemetry.settings.get("attribute_max_length", bounds.DEFAULT_ATTRIBUTE_MAX_CHARS)
+                for key, value in bounds.attributes(self._request_attributes, cap).items():
+                    if not isinstance(value, list):
+                        attributes[key] = value
+            except Exception as exc:  # a hostile mapping costs its attributes only
+                internal_error("call.request_attributes", exc)
         if cache is not None and len(cache) < _START_ATTRIBUTE_SETS_MAX:  # model names may be unbounded
             cache[(self.provider, self.request_model)] = attributes
         return attributes
@@ -432,6 +440,8 @@ class LLMCall:
 
     def _record(self, duration: float, error: BaseException | str | None) -> None:
         facts = self.facts
+        usage = facts.usage = bounded_usage(facts.usage, self.problems)
+        _bound_facts(facts)  # before the id is compared with the wire-level records, which are bounded too
         if self.wire:
             self.telemetry.wire_responses.add(facts.response_id)
         elif self.deferred or (facts.response_id is not None and facts.response_id in self.telemetry.wire_responses):
@@ -439,7 +449,6 @@ class LLMCall:
             self._annotate_deferred(error)
             return
         telemetry = self.telemetry
-        usage = facts.usage
         provider = self.provider or facts.provider
         request_model = self.request_model or facts.response_model
         priced_model = facts.response_model or request_model
@@ -544,10 +553,9 @@ class LLMCall:
         if error is not None:
             error_type = classify_error(error)
             attributes[n.ERROR_TYPE] = error_type
-            description = _describe(error) if isinstance(error, BaseException) else error_type
-            span.set_status(Status(StatusCode.ERROR, description[:500]))
-            if isinstance(error, BaseException):
-                span.record_exception(error, escaped=True)
+            telemetry = self.telemetry
+            record_error(span, error if isinstance(error, BaseException) else error_type, telemetry.redactor,
+                         telemetry.settings.get("attribute_max_length", bounds.DEFAULT_ATTRIBUTE_MAX_CHARS))
         span.set_attributes(attributes)
 
     def _series(self, recorder: Recorder, provider: str | None, request_model: str | None,
@@ -595,7 +603,7 @@ class LLMCall:
         if provider != self._span_provider or not provider:  # already on the span unless it changed since start
             attributes[n.GEN_AI_PROVIDER_NAME] = provider or n.UNKNOWN_VALUE
         if request_model and not self.request_model:
-            span.update_name(f"{self.spec.operation} {request_model}")
+            span.update_name(f"{self.spec.static_labels[n.GEN_AI_OPERATION_NAME]} {request_model}")
             attributes[n.GEN_AI_REQUEST_MODEL] = request_model
         for key, value in (
             (n.GEN_AI_RESPONSE_MODEL, facts.response_model),
@@ -628,30 +636,54 @@ class LLMCall:
         if self.streaming:
             attributes[n.LLM_STREAMING] = True
             attributes[n.LLM_STREAM_CHUNKS] = self.chunks
-        if self.telemetry.capture_content:
-            redact = self.telemetry.redactor
+        telemetry = self.telemetry
+        if telemetry.capture_content:
+            settings = telemetry.settings
+            budget = ContentBudget(
+                telemetry.redactor,
+                settings.get("content_max_message_chars", _CONTENT_MESSAGE_DEFAULT),
+                settings.get("content_max_call_chars", _CONTENT_CALL_DEFAULT),
+            )
             if self._input_messages is not None:
-                rendered = input_messages_json(self._input_messages, redact)
+                rendered = input_messages_json(self._input_messages, budget)
                 if rendered is not None:
                     attributes[n.GEN_AI_INPUT_MESSAGES] = rendered
             if facts.output_text:
                 attributes[n.GEN_AI_OUTPUT_MESSAGES] = output_messages_json(
-                    facts.output_text, facts.finish_reasons, redact
+                    facts.output_text, facts.finish_reasons, budget
                 )
+            if budget.truncated:
+                attributes[n.LLM_CONTENT_TRUNCATED] = True
         if error_type is not None:
             attributes[n.ERROR_TYPE] = error_type
         span.set_attributes(attributes)
         if error_type is not None:
-            description = _describe(error) if isinstance(error, BaseException) else error_type
-            span.set_status(Status(StatusCode.ERROR, description[:500]))
-            if isinstance(error, BaseException):
-                span.record_exception(error, escaped=True)
+            record_error(span, error if isinstance(error, BaseException) else error_type, telemetry.redactor,
+                         telemetry.settings.get("attribute_max_length", bounds.DEFAULT_ATTRIBUTE_MAX_CHARS))
 
 
-def _describe(error: BaseException) -> str:
-    """``str(error)``, unless the exception's own ``__str__`` is broken."""
-    described = describe(error)
-    return type(error).__name__ if described is None else described
+_CONTENT_MESSAGE_DEFAULT = 16384
+_CONTENT_CALL_DEFAULT = 65536
+
+
+def _identifier(value: Any) -> str | None:
+    return bounds.label(value) if isinstance(value, str) and value else None
+
+
+def _bound_facts(facts: ResponseFacts) -> None:
+    """Strings read from a response become labels and attributes: bounded before recording."""
+    model = facts.response_model
+    if model is not None and not bounds.is_clean_label(model):
+        facts.response_model = bounds.label(model)
+    response_id = facts.response_id
+    if response_id is not None and not bounds.is_clean_label(response_id):
+        facts.response_id = bounds.label(response_id)
+    provider = facts.provider
+    if provider is not None and not bounds.is_clean_label(provider):
+        facts.provider = bounds.label(provider)
+    reasons = facts.finish_reasons
+    if reasons and not all(bounds.is_clean_label(reason) for reason in reasons):
+        facts.finish_reasons = [bounds.label(reason) for reason in reasons[: bounds.LABELS_MAX]]
 
 
 @contextmanager

@@ -97,6 +97,16 @@ SETTINGS: tuple[Setting, ...] = (
             "otlp, console or none; none with no `metric_readers` records no metrics at all."),
     Setting("capture_content", ("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT",), False, parse_bool,
             "Record prompts and completions on spans (redacted). Off by default."),
+    Setting("attribute_max_length", ("OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT", "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT"),
+            4096, parse_positive_int,
+            "Longest free-text span attribute the kit writes (exception messages, request parameters, framework "
+            "metadata), in characters; longer text is cut and ends with an ellipsis. Metric labels, model names "
+            "and span names are capped at 128 characters regardless."),
+    Setting("content_max_message_chars", ("LLM_OTEL_CONTENT_MAX_MESSAGE_CHARS",), 16384, parse_positive_int,
+            "With capture_content: characters kept per captured message, before redaction; longer text is cut "
+            "(ending with an ellipsis) and the span gets llm.content.truncated=true."),
+    Setting("content_max_call_chars", ("LLM_OTEL_CONTENT_MAX_CALL_CHARS",), 65536, parse_positive_int,
+            "With capture_content: characters kept per call, prompts and completion together."),
     Setting("cardinality_limit", ("LLM_OTEL_CARDINALITY_LIMIT",), 100, parse_positive_int,
             "Distinct values per metric attribute before folding into _other."),
     Setting("metric_export_interval_ms", ("OTEL_METRIC_EXPORT_INTERVAL",), 10000, parse_positive_int,

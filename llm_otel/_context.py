@@ -8,6 +8,8 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
+from llm_otel import _bounds as bounds
+
 _EMPTY: Mapping[str, str] = {}
 
 # Labels that flow to every LLM call made inside a scope: routing decisions, allow-listed baggage.
@@ -50,10 +52,24 @@ class RequestRollup:
 request_rollup: ContextVar[RequestRollup | None] = ContextVar("llm_otel_request_rollup", default=None)
 
 
+def _bounded_labels(extra: Mapping[str, str]) -> dict[str, str]:
+    try:
+        return bounds.labels(extra)
+    except Exception as exc:  # a hostile mapping: the block runs without its labels
+        from llm_otel._log import internal_error
+
+        internal_error("labels", exc)
+        return {}
+
+
 @contextmanager
 def labels(extra: Mapping[str, str]) -> Iterator[None]:
-    """Add bounded labels to every LLM call made inside the block."""
-    token = ambient_labels.set({**ambient_labels.get(), **extra})
+    """Add bounded labels to every LLM call made inside the block.
+
+    Keys and values are cleaned and capped (``llm_otel._bounds.labels``); the values also count
+    against the cardinality cap when a call records them.
+    """
+    token = ambient_labels.set({**ambient_labels.get(), **_bounded_labels(extra)})
     try:
         yield
     finally:

@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -21,7 +22,8 @@ from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult,
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from llm_otel._log import log_once
+from llm_otel import _export_guard
+from llm_otel._log import internal_error, log_once
 
 _logger = logging.getLogger("llm_otel")
 
@@ -134,6 +136,16 @@ if hasattr(os, "register_at_fork"):
                         after_in_child=_gate._reset)
 
 
+_latest_sink: DropSink | None = None
+
+
+def pipeline_status() -> DropSink | None:
+    """The export state of the live ``configure()`` in this process (None before one): what was
+    lost and why, when each signal last exported (read by ``llm-otel doctor`` run in-process; a
+    metric export that fails whole cannot report itself through metrics)."""
+    return _latest_sink
+
+
 class DropSink:
     """Late-bound target for drop counts (the recorder is built after the providers).
 
@@ -142,18 +154,40 @@ class DropSink:
     """
 
     def __init__(self, target: str = "") -> None:
-        self.recorder: Any = None
+        self._recorder: Any = None
+        self.last_success: dict[str, float] = {}
+        self.last_failure: dict[str, tuple[float, str]] = {}
+        self.failing: dict[str, bool] = {}  # the latest export of the signal delivered nothing
         self.target = target
         self.last_error = ""
         self.closing = False
         self.totals: dict[tuple[str, str], int] = {}
         self._lock = threading.Lock()
 
+    @property
+    def recorder(self) -> Any:
+        return self._recorder
+
+    @recorder.setter
+    def recorder(self, recorder: Any) -> None:
+        """Bound to the live recorder: this is now the process's pipeline (for the doctor)."""
+        global _latest_sink
+        self._recorder = recorder
+        if recorder is not None:
+            _latest_sink = self
+
+    def exported(self, signal: str) -> None:
+        self.last_success[signal] = time.time()
+        self.failing[signal] = False
+
     def dropped(self, signal: str, reason: str, amount: int) -> None:
         if amount <= 0:
             return
         with self._lock:
             self.totals[(signal, reason)] = self.totals.get((signal, reason), 0) + amount
+            self.last_failure[signal] = (time.time(), reason)
+            if reason == "export_failed":
+                self.failing[signal] = True
         if self.recorder is not None:
             self.recorder.count_dropped(signal, reason, amount)
         if self.closing:
@@ -223,6 +257,32 @@ class CountingSpanExporter(SpanExporter):
         return self._sink
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        """Sent as requests under the Collector's size limit; a request that fails is checked for
+        spans the encoder refuses, which alone are dropped (``encode_failed``), the rest resent."""
+        try:
+            requests, too_large = _export_guard.span_requests(spans)
+        except Exception as exc:  # never lose a batch to the guard itself
+            internal_error("export.split_spans", exc)
+            requests, too_large = [list(spans)], 0
+        if too_large:
+            self._sink.dropped("spans", "too_large", too_large)
+        outcome = SpanExportResult.SUCCESS
+        for request in requests:
+            result, counted = self._send(request)
+            if result is not SpanExportResult.SUCCESS and not counted:
+                good, bad = _export_guard.encodable_spans(request)
+                if bad:
+                    self._sink.dropped("spans", "encode_failed", bad)
+                    result, counted = self._send(good) if good else (SpanExportResult.SUCCESS, False)
+                    request = good
+                if result is not SpanExportResult.SUCCESS and not counted:
+                    self._sink.dropped("spans", "export_failed", len(request))
+            if result is not SpanExportResult.SUCCESS:
+                outcome = SpanExportResult.FAILURE
+        return outcome
+
+    def _send(self, spans: Sequence[ReadableSpan]) -> tuple[SpanExportResult, bool]:
+        """One export; also whether its spans were already counted as lost (by ``abandon``)."""
         with self._lock:
             self._in_flight = len(spans)
         _in_export.owner = self
@@ -236,9 +296,9 @@ class CountingSpanExporter(SpanExporter):
             _in_export.owner = None
         with self._lock:
             counted, self._in_flight = self._in_flight is None, 0
-        if result is not SpanExportResult.SUCCESS and not counted:
-            self._sink.dropped("spans", "export_failed", len(spans))
-        return result
+        if result is SpanExportResult.SUCCESS:
+            self._sink.exported("spans")
+        return result, counted
 
     def abandon(self) -> int:
         """The spans of an export still in hand, now given up for lost (counted once, here)."""
@@ -286,18 +346,34 @@ class CountingMetricExporter(MetricExporter):
         return self._sink
 
     def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
-        _in_export.owner = self
-        _gate.enter()
+        """Sent as requests that encode and fit under the Collector's size limit: a data point the
+        encoder refuses (an integer past int64) costs itself (counted per point), not the export."""
         try:
-            result = self._inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
-        except Exception:
-            result = MetricExportResult.FAILURE
-        finally:
-            _gate.leave()
-            _in_export.owner = None
-        if result is not MetricExportResult.SUCCESS:
-            self._sink.dropped("metrics", "export_failed", 1)
-        return result
+            requests, bad, too_large = _export_guard.metric_requests(metrics_data)
+        except Exception as exc:  # never lose an export to the guard itself
+            internal_error("export.split_metrics", exc)
+            requests, bad, too_large = [metrics_data], 0, 0
+        if bad:
+            self._sink.dropped("metrics", "encode_failed", bad)
+        if too_large:
+            self._sink.dropped("metrics", "too_large", too_large)
+        outcome = MetricExportResult.SUCCESS
+        for request in requests:
+            _in_export.owner = self
+            _gate.enter()
+            try:
+                result = self._inner.export(request, timeout_millis=timeout_millis, **kwargs)
+            except Exception:
+                result = MetricExportResult.FAILURE
+            finally:
+                _gate.leave()
+                _in_export.owner = None
+            if result is MetricExportResult.SUCCESS:
+                self._sink.exported("metrics")
+            else:
+                self._sink.dropped("metrics", "export_failed", 1)
+                outcome = result
+        return outcome
 
     def stop_retrying(self) -> None:
         _stop_retrying(self._inner)

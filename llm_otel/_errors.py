@@ -4,10 +4,13 @@ failed spans."""
 from __future__ import annotations
 
 import sys
+import traceback
+from collections.abc import Callable
 from typing import Any
 
 from opentelemetry.trace import Span, Status, StatusCode
 
+from llm_otel import _bounds as bounds
 from llm_otel import _names as n
 
 
@@ -16,9 +19,9 @@ def error_type_of(exc: BaseException) -> str:
     cls = type(exc)
     module = cls.__module__
     if module == "builtins":
-        return cls.__qualname__
+        return bounds.label(cls.__qualname__)
     public = [part for part in module.split(".") if not part.startswith("_")]
-    return ".".join([public[0] if public else module.split(".")[0], cls.__qualname__])
+    return bounds.label(".".join([public[0] if public else module.split(".")[0], cls.__qualname__]))
 
 
 def _status_code(exc: BaseException) -> Any:
@@ -49,7 +52,7 @@ def error_type(error: BaseException | str | None) -> str:
     """
     if isinstance(error, BaseException):
         return n.RATE_LIMIT_ERROR_TYPE if is_rate_limit(error) else error_type_of(error)
-    return error or n.UNKNOWN_VALUE
+    return bounds.label(error) if error else n.UNKNOWN_VALUE
 
 
 def describe(error: BaseException) -> str | None:
@@ -75,11 +78,12 @@ def fail_span(span: Span, error: BaseException | str | None) -> None:
         span.set_attribute(n.LLM_STREAM_OUTCOME, outcome)
         return
     kind = error_type(error)
-    described = describe(error) if isinstance(error, BaseException) else error
     span.set_attribute(n.ERROR_TYPE, kind)
-    span.set_status(Status(StatusCode.ERROR, (described or kind)[:500]))
-    if isinstance(error, BaseException) and described is not None:
-        span.record_exception(error, escaped=True)
+    from llm_otel._runtime import current  # the redactor and cap of the live configuration
+
+    telemetry = current()
+    record_error(span, error if isinstance(error, BaseException) else kind, telemetry.redactor,
+                 telemetry.settings.get("attribute_max_length", bounds.DEFAULT_ATTRIBUTE_MAX_CHARS))
 
 
 def mark_closed_early(span: Span) -> None:
@@ -110,3 +114,46 @@ def interruption_of(exc: BaseException | str | None) -> str | None:
     if trio is not None and isinstance(exc, getattr(trio, "Cancelled", ())):
         return n.STREAM_CANCELLED
     return None
+
+
+_STACK_CAP_FACTOR = 4  # a stack trace may be this many times longer than other free text
+_REDACT_MARGIN = 256  # a secret that starts before the cut is still redacted whole
+
+
+def _bounded_redacted(text: str, redact: Callable[[str], str], cap: int, *, keep_tail: bool = False) -> str:
+    """Cut first (so redaction time is bounded), redact, then clean and cap for export."""
+    if len(text) > cap + _REDACT_MARGIN:
+        text = text[-(cap + _REDACT_MARGIN):] if keep_tail else text[: cap + _REDACT_MARGIN]
+    try:
+        text = redact(text)
+    except Exception:
+        text = "[redaction failed]"
+    if keep_tail and len(text) > cap:
+        text = bounds.TRUNCATION_MARK + text[-(cap - 1):]
+    return bounds.text(text, cap)
+
+
+def record_error(span: Any, error: BaseException | str, redact: Callable[[str], str], cap: int) -> None:
+    """The span's error status and exception event, with the message (which may quote a prompt or
+    a key: pydantic errors do) redacted and capped in every capture mode."""
+    if isinstance(error, str):
+        span.set_status(Status(StatusCode.ERROR, _bounded_redacted(error, redact, cap)))
+        return
+    described = describe(error)
+    message = _bounded_redacted(error_type_of(error) if described is None else described, redact, cap)
+    span.set_status(Status(StatusCode.ERROR, message))
+    try:
+        stack = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    except Exception:
+        stack = ""
+    cls = type(error)
+    module = cls.__module__
+    kind = f"{module}.{cls.__qualname__}" if module and module != "builtins" else cls.__qualname__
+    # the event the SDK's record_exception writes, built here because that one exports str(error)
+    # and the stack trace verbatim (and raises when the exception's __str__ does)
+    span.add_event("exception", attributes={
+        "exception.type": bounds.label(kind),
+        "exception.message": message,
+        "exception.stacktrace": _bounded_redacted(stack, redact, cap * _STACK_CAP_FACTOR, keep_tail=True),
+        "exception.escaped": "True",
+    })

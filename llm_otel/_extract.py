@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from llm_otel._bounds import TOKEN_COUNT_LIMIT
 from llm_otel._usage import TokenUsage, UsageProblems, consistent, token_count
 
 _MISSING = object()
@@ -158,7 +159,7 @@ def _count(value: Any, field: str, problems: UsageProblems) -> int | None:
     """``token_count`` with the two common cases (absent, a plain non-negative int) inline."""
     if value is None:
         return None
-    if type(value) is int and value >= 0:
+    if type(value) is int and 0 <= value < TOKEN_COUNT_LIMIT:
         return value
     return token_count(value, field, problems)
 
@@ -212,6 +213,9 @@ def anthropic_usage(usage: Any, problems: UsageProblems) -> TokenUsage:
     cache_read = token_count(_get(usage, "cache_read_input_tokens"), "cache_read_tokens", problems)
     cache_creation = token_count(_get(usage, "cache_creation_input_tokens"), "cache_creation_tokens", problems)
     total_input = None if base is None else base + (cache_read or 0) + (cache_creation or 0)
+    if total_input is not None and total_input >= TOKEN_COUNT_LIMIT:
+        problems.add("input_tokens:out_of_range")
+        total_input = None
     return TokenUsage(
         input_tokens=total_input,
         output_tokens=token_count(_get(usage, "output_tokens"), "output_tokens", problems),

@@ -12,7 +12,9 @@ from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 
 from llm_otel import _fork
 from llm_otel import _names as n
+from llm_otel._bounds import INT64_MAX
 from llm_otel._cardinality import CardinalityGuard
+from llm_otel._log import log_once
 from llm_otel._usage import TokenUsage
 from llm_otel._version import VERSION
 
@@ -70,10 +72,16 @@ class TokenTotals:
             sums = self._sums.get(key)
             if sums is None:
                 sums = self._sums[key] = [None, None]
+            # saturate rather than wrap or overflow: an OTLP integer point past int64 fails to encode,
+            # and with it the whole metric export of the process (reaching it takes ~1,000 calls of
+            # 2**53 tokens, so a saturated total is a poisoned one, and is logged)
             if input_tokens is not None:
-                sums[0] = (sums[0] or 0) + input_tokens
+                sums[0] = min((sums[0] or 0) + input_tokens, INT64_MAX)
             if output_tokens is not None:
-                sums[1] = (sums[1] or 0) + output_tokens
+                sums[1] = min((sums[1] or 0) + output_tokens, INT64_MAX)
+            saturated = sums[0] == INT64_MAX or sums[1] == INT64_MAX
+        if saturated:
+            log_once("tokens:saturated", "llm-otel: a token total reached the int64 limit and stays there")
 
     def observe_input(self, options: CallbackOptions) -> list[Observation]:
         return self._observe(0)

@@ -78,6 +78,7 @@ LLM_RETRIEVAL_DOCUMENT_COUNT = "llm.retrieval.document_count"
 LLM_USAGE_UNKNOWN = "llm.usage.unknown_reason"
 # on an outer call whose API call is recorded by an inner one (docs/instrumentation.md, "One record per API call")
 LLM_RECORD_DEFERRED = "llm.record.deferred"
+LLM_CONTENT_TRUNCATED = "llm.content.truncated"  # captured prompt/completion text was cut to the caps
 LLM_ROLLUP_CALLS = "llm.calls"
 LLM_ROLLUP_INPUT_TOKENS = "llm.usage.input_tokens"
 LLM_ROLLUP_OUTPUT_TOKENS = "llm.usage.output_tokens"

@@ -10,12 +10,13 @@ from typing import Any, TypeVar
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import Span, SpanKind
 from typing_extensions import ParamSpec
 
+from llm_otel import _bounds as bounds
 from llm_otel import _names as n
 from llm_otel._context import ambient_labels
-from llm_otel._errors import describe, error_type, interruption_of
+from llm_otel._errors import error_type, interruption_of, record_error
 from llm_otel._log import internal_error
 from llm_otel._runtime import current
 
@@ -43,21 +44,27 @@ class route:
     def _labels(self) -> dict[str, str]:
         labels = {}
         if self.task_type is not None:
-            labels[n.LLM_TASK_TYPE] = str(self.task_type)
+            labels[n.LLM_TASK_TYPE] = self.task_type
         if self.model is not None:
-            labels[n.LLM_ROUTED_MODEL] = str(self.model)
-        return labels
+            labels[n.LLM_ROUTED_MODEL] = self.model
+        return bounds.labels(labels)
 
     def __enter__(self) -> route:
-        labels = self._labels()
+        try:
+            labels = self._labels()
+        except Exception as exc:  # a value whose __str__ raises: the route still runs, unlabelled
+            internal_error("route.labels", exc)
+            labels = {}
         try:
             telemetry = current()
             if telemetry.enabled:
                 self._span = telemetry.tracer.start_span(n.ROUTE_SPAN_NAME, kind=SpanKind.INTERNAL)
                 if self._span.is_recording():
                     attributes: dict[str, str] = dict(labels)
-                    if self.reason:
-                        attributes[n.LLM_ROUTE_REASON] = self.reason
+                    if self.reason and isinstance(self.reason, str):
+                        attributes[n.LLM_ROUTE_REASON] = bounds.text(
+                            self.reason, telemetry.settings.get("attribute_max_length",
+                                                                bounds.DEFAULT_ATTRIBUTE_MAX_CHARS))
                     self._span.set_attributes(attributes)
         except Exception as exc:
             internal_error("route.enter", exc)
@@ -93,10 +100,12 @@ class route:
         if outcome is not None:  # cancelled or closed early: not a failed routing decision
             self._span.set_attribute(n.LLM_STREAM_OUTCOME, outcome)
             return
-        kind = error_type(exc)
-        self._span.set_attribute(n.ERROR_TYPE, kind)
-        # an exception whose __str__ raises is described by its type
-        self._span.set_status(Status(StatusCode.ERROR, (describe(exc) or kind)[:500]))
+        self._span.set_attribute(n.ERROR_TYPE, error_type(exc))
+        # redacted and capped: the message may quote a prompt or a key; one whose __str__ raises
+        # is described by its type
+        telemetry = current()
+        record_error(self._span, exc, telemetry.redactor,
+                     telemetry.settings.get("attribute_max_length", bounds.DEFAULT_ATTRIBUTE_MAX_CHARS))
 
     async def __aenter__(self) -> route:
         return self.__enter__()

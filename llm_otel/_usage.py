@@ -12,6 +12,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from llm_otel._bounds import TOKEN_COUNT_LIMIT
+
 
 @dataclass(frozen=True)
 class TokenUsage:
@@ -54,7 +56,11 @@ class UsageProblems:
 
 
 def token_count(value: Any, field: str, problems: UsageProblems) -> int | None:
-    """A non-negative int from whatever a provider or user handed us, else None with a reason."""
+    """An int in [0, 2**53) from whatever a provider or user handed us, else None with a reason.
+
+    Larger counts are no real usage; past 2**63 they would make every later metric export of
+    the process fail to encode, and past 2**53 they are no longer exact as floats.
+    """
     if value is None:
         return None
     if isinstance(value, bool):
@@ -64,7 +70,10 @@ def token_count(value: Any, field: str, problems: UsageProblems) -> int | None:
         if value < 0:
             problems.add(f"{field}:negative")
             return None
-        return value
+        if value >= TOKEN_COUNT_LIMIT:
+            problems.add(f"{field}:out_of_range")
+            return None
+        return int(value)  # an int subclass becomes a plain int
     if isinstance(value, float):
         if not math.isfinite(value) or value != int(value):
             problems.add(f"{field}:not_an_integer")
@@ -72,15 +81,36 @@ def token_count(value: Any, field: str, problems: UsageProblems) -> int | None:
         if value < 0:
             problems.add(f"{field}:negative")
             return None
+        if value >= TOKEN_COUNT_LIMIT:
+            problems.add(f"{field}:out_of_range")
+            return None
         return int(value)
     if isinstance(value, str):
         text = value.strip()
-        if text.isdigit():
-            return int(text)
+        # isdigit() alone admits '²' and other digits int() refuses; 16 digits already exceed the limit
+        if text.isascii() and text.isdigit():
+            if len(text) < 17 and int(text) < TOKEN_COUNT_LIMIT:
+                return int(text)
+            problems.add(f"{field}:out_of_range")
+            return None
         problems.add(f"{field}:not_a_number")
         return None
     problems.add(f"{field}:unsupported_type")
     return None
+
+
+def bounded(usage: TokenUsage, problems: UsageProblems) -> TokenUsage:
+    """``usage`` with every count outside [0, 2**53) dropped (with a reason): the last check before
+    the counts reach the SDK, whatever path (reader, setter, ``TokenUsage`` given directly) set them."""
+    fields = (usage.input_tokens, usage.output_tokens, usage.cache_read_input_tokens,
+              usage.cache_creation_input_tokens, usage.reasoning_output_tokens)
+    for value in fields:
+        if value is not None and (type(value) is not int or not 0 <= value < TOKEN_COUNT_LIMIT):
+            break
+    else:
+        return usage
+    names = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_creation_tokens", "reasoning_tokens")
+    return TokenUsage(*(token_count(value, name, problems) for value, name in zip(fields, names, strict=True)))
 
 
 def consistent(usage: TokenUsage, problems: UsageProblems) -> TokenUsage:

@@ -11,6 +11,7 @@ it never creates a Meter or an instrument, never computes cost, and never import
 >>> span = adapter.tracer().start_span("chain plan")  # spans that are not LLM calls
 >>> adapter.fail_span(span, exc); span.end()
 >>> adapter.count_unknown_input("my_framework", "run_id_missing")
+>>> adapter.span_name(name), adapter.span_attributes(attrs)   # bounded before they reach the SDK
 >>> span.set_attribute(adapter.names.GEN_AI_TOOL_NAME, "search")
 
 Read ``current()`` (or call ``tracer()``) at event time, never at construction, so a later
@@ -19,12 +20,19 @@ Read ``current()`` (or call ``tracer()``) at event time, never at construction, 
 
 from __future__ import annotations
 
+from collections.abc import Mapping as _Mapping
+from typing import Any as _Any
+
+from opentelemetry.trace import Span as _Span
 from opentelemetry.trace import Tracer
 
+from llm_otel import _bounds
 from llm_otel import _names as names
 from llm_otel._call import CallSpec, LLMCall, start_call
+from llm_otel._content import captured_text as _captured_text
 from llm_otel._context import RequestRollup, labels, request_rollup
 from llm_otel._errors import error_type, fail_span, interruption_of, mark_closed_early
+from llm_otel._errors import record_error as _record_error
 from llm_otel._log import internal_error, log_once, never_raises
 from llm_otel._retrieved import add_retrieved_context
 from llm_otel._runtime import Telemetry, current
@@ -37,6 +45,8 @@ __all__ = [
     "RequestRollup",
     "Telemetry",
     "add_retrieved_context",
+    "capture_text",
+    "clean_text",
     "count_unknown_input",
     "current",
     "error_type",
@@ -48,8 +58,11 @@ __all__ = [
     "mark_closed_early",
     "names",
     "never_raises",
+    "record_error",
     "request_rollup",
     "rollup_attributes",
+    "span_attributes",
+    "span_name",
     "start_call",
     "tracer",
 ]
@@ -101,3 +114,39 @@ def rollup_attributes(rollup: RequestRollup) -> dict[str, int | float]:
         if not rollup.unpriced:
             attributes[names.LLM_ROLLUP_COST_USD] = rollup.cost_usd
     return attributes
+
+
+# --- bounds: every value from a framework or the wire is bounded before it reaches the SDK ------
+
+
+def span_name(name: str) -> str:
+    """``name`` as a span name: valid UTF-8, no control characters, capped (docs/metrics.md, bounds)."""
+    return _bounds.span_name(name)
+
+
+def clean_text(text: str, limit: int) -> str:
+    """``text`` made valid UTF-8 without control characters other than tab/CR/LF, cut at ``limit``."""
+    return _bounds.text(text, limit)
+
+
+def span_attributes(attributes: _Mapping[str, _Any]) -> dict[str, _Any]:
+    """Attributes from a framework or a client, each cleaned and capped at ``attribute_max_length``;
+    values that cannot be attributes are left out."""
+    return _bounds.attributes(attributes, _attribute_cap())
+
+
+def capture_text(text: str) -> str:
+    """Opt-in captured content (a tool's arguments, a retrieval query): capped, then redacted."""
+    telemetry = current()
+    return _captured_text(text, telemetry.redactor, telemetry.settings)
+
+
+def record_error(span: _Span, error: BaseException | str) -> None:
+    """Error status and exception event on ``span``, the message redacted and capped (any capture mode)."""
+    telemetry = current()
+    _record_error(span, error, telemetry.redactor, _attribute_cap())
+
+
+def _attribute_cap() -> int:
+    cap = current().settings.get("attribute_max_length", _bounds.DEFAULT_ATTRIBUTE_MAX_CHARS)
+    return int(cap)

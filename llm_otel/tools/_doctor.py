@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, TextIO
 
 from llm_otel import _config
-from llm_otel._names import TOKENS_INPUT
+from llm_otel._names import TELEMETRY_DROPPED, TOKENS_INPUT
 from llm_otel._version import VERSION
 
 Status = Literal["OK", "WARN", "FAIL", "SKIP"]
@@ -38,7 +38,8 @@ COLLECTOR_HEALTH_PORT = 13133
 COLLECTOR_SCRAPE_JOB = "otel-collector"  # job name in observability/prometheus/prometheus.yml
 DASHBOARD_PATH = "/d/llm-otel-overview"
 GRPC_PORT, HTTP_PORT = 4317, 4318
-CHECK_NAMES = ("configuration", "otlp-endpoint", "collector-health", "prometheus", "llm-series", "grafana")
+CHECK_NAMES = ("configuration", "otlp-endpoint", "collector-health", "prometheus", "llm-series", "telemetry-drops",
+               "grafana", "export")
 
 _STACK_UP = "start the bundled stack: `llm-otel stack up` (or `docker compose -f observability/docker-compose.yml up -d`)"
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -343,6 +344,59 @@ def _collector_target(url: str, timeout: float) -> dict[str, Any] | None:
     return None
 
 
+def check_drops(url: str, timeout: float) -> Check:
+    """What Prometheus can see of a failing pipeline: drops the kit counted (they arrive once the
+    offending items are gone) and services whose llm series vanished within the hour (a metric
+    export that fails whole sends nothing, so its series expire from the collector after ~5 min).
+    A service that simply stopped looks the same as one whose export fails: the app's log says which."""
+    dropped = TELEMETRY_DROPPED.prometheus
+    found = prometheus_query(url, f"sum by (job, signal, reason) (increase({dropped}[1h])) > 0", timeout)
+    series = TOKENS_INPUT.prometheus
+    gone = prometheus_query(url, f"count by (job) (last_over_time({series}[1h])) unless count by (job) ({series})",
+                            timeout)
+    if found is None or gone is None:
+        return Check("telemetry-drops", "WARN", f"Prometheus at {url} did not answer the drop queries")
+    problems = [
+        f"{(r.get('metric') or {}).get('job', '?')}: {float(r['value'][1]):.0f} {(r.get('metric') or {}).get('signal')} "
+        f"lost ({(r.get('metric') or {}).get('reason')})" for r in found if isinstance(r, dict)
+    ]
+    problems += [f"{(r.get('metric') or {}).get('job', '?')}: llm series stopped arriving within the last hour"
+                 for r in gone if isinstance(r, dict)]
+    if problems:
+        return Check("telemetry-drops", "WARN", "; ".join(problems[:10]),
+                     "read the app's log for 'llm-otel: ... could not be delivered' (logged once per cause); "
+                     "docs/metrics.md lists the reasons")
+    return Check("telemetry-drops", "OK", "no telemetry dropped in the last hour")
+
+
+def check_export(now: float | None = None) -> Check:
+    """The exporters' state in THIS process (only meaningful when the doctor runs inside the app,
+    e.g. ``llm_otel._doctor.run_doctor()`` from a debug endpoint): the one view of a metric export
+    that fails whole, since such a failure cannot report itself through metrics."""
+    import sys
+    import time
+
+    delivery = sys.modules.get("llm_otel._delivery")
+    sink = delivery.pipeline_status() if delivery is not None else None
+    if sink is None:
+        return Check("export", "SKIP", "the kit's exporters are not running in this process "
+                     "(the CLI runs apart from the app; telemetry-drops is what Prometheus sees)")
+    now = time.time() if now is None else now
+    failing = [signal for signal, down in sink.failing.items() if down]
+    lost = ", ".join(f"{count} {signal} ({reason})" for (signal, reason), count in sorted(sink.totals.items()))
+    if failing:
+        latest = "; ".join(f"{signal}: last export failed {now - sink.last_failure[signal][0]:.0f} s ago "
+                           f"({sink.last_failure[signal][1]})" for signal in sorted(failing))
+        return Check("export", "FAIL" if "metrics" in failing else "WARN", f"{latest}; lost so far: {lost}",
+                     "see the log line 'llm-otel: ... could not be delivered' for the cause")
+    if lost:
+        return Check("export", "WARN", f"exports succeed now; lost so far: {lost}")
+    if not sink.last_success:
+        return Check("export", "OK", "nothing exported yet")
+    return Check("export", "OK", "; ".join(f"{signal} exported {now - when:.0f} s ago"
+                                           for signal, when in sorted(sink.last_success.items())))
+
+
 def check_grafana(url: str, timeout: float) -> Check:
     answer = http_get(f"{url}/api/health", timeout)
     health = answer.json() if answer.status is not None else None
@@ -388,10 +442,16 @@ def run_checks(
         checks.append(Check("llm-series", "SKIP", "skipped" if "llm-series" in skipped else "needs Prometheus"))
     else:
         checks.append(check_series(prometheus, timeout))
+    if "telemetry-drops" in skipped or not prometheus_ok:
+        checks.append(Check("telemetry-drops", "SKIP",
+                            "skipped" if "telemetry-drops" in skipped else "needs Prometheus"))
+    else:
+        checks.append(check_drops(prometheus, timeout))
     if "grafana" in skipped:
         checks.append(Check("grafana", "SKIP", "skipped (--skip)"))
     else:
         checks.append(check_grafana(grafana_url(env), timeout))
+    checks.append(Check("export", "SKIP", "skipped (--skip)") if "export" in skipped else check_export())
     return checks
 
 

@@ -81,9 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     doctor.add_argument("--timeout", type=float, default=2.0, metavar="S", help="seconds per probe (default 2)")
     doctor.add_argument("--skip", action="append", default=[], metavar="CHECK",
-                        choices=("otlp-endpoint", "collector-health", "prometheus", "llm-series", "grafana"),
+                        choices=("otlp-endpoint", "collector-health", "prometheus", "llm-series", "telemetry-drops",
+                                 "grafana", "export"),
                         help="skip a check (repeatable): otlp-endpoint, collector-health, prometheus, "
-                        "llm-series, grafana")
+                        "llm-series, telemetry-drops, grafana, export")
     doctor.set_defaults(handler=_doctor)
     return parser
 

@@ -150,5 +150,6 @@ def test_one_check_per_line_in_a_fixed_order(no_stack: dict[str, str]) -> None:
     env = {**no_stack, "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{closed_port()}"}
     checks = run_checks(env, timeout=0.5)
     assert [c.name for c in checks] == [
-        "configuration", "otlp-endpoint", "collector-health", "prometheus", "llm-series", "grafana"
+        "configuration", "otlp-endpoint", "collector-health", "prometheus", "llm-series", "telemetry-drops",
+        "grafana", "export",
     ]

@@ -102,7 +102,8 @@ def test_fail_span_marks_a_non_llm_span_like_the_core_marks_a_call() -> None:
 
         broken = _span_named(captured, "chain broken", Unprintable())
         assert broken["attributes"] == {_names.ERROR_TYPE: "tests.Unprintable"}
-        assert broken["events"] == []  # the SDK would call the broken __str__
+        # the kit writes the exception event itself (the SDK's would call the broken __str__)
+        assert broken["events"] == ["exception"]
         assert broken["description"] == "tests.Unprintable"
 
 
