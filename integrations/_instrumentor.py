@@ -36,7 +36,8 @@ Wrapper = Callable[[Any, Any, tuple[Any, ...], dict[str, Any]], Any]
 
 @dataclass(frozen=True)
 class Target:
-    """One SDK method to wrap: ``module.owner.method`` (owner is a class path inside the module)."""
+    """One SDK method to wrap: ``module.owner.method`` (owner is a class path inside the module,
+    or ``""`` for a function of the module itself)."""
 
     module: str
     owner: str
@@ -70,7 +71,7 @@ class SDKInstrumentor(BaseInstrumentor):  # type: ignore[misc]  # the base class
             try:
                 module = importlib.import_module(target.module)
                 owner: Any = module
-                for part in target.owner.split("."):
+                for part in filter(None, target.owner.split(".")):
                     owner = getattr(owner, part)
                 if not hasattr(owner, target.method):
                     continue  # an older SDK without this method: nothing to wrap

@@ -22,6 +22,7 @@ INSTRUMENTORS: dict[str, tuple[str, str, str]] = {
     "openai": ("llm_otel.integrations.openai", "OpenAIInstrumentor", "openai"),
     "anthropic": ("llm_otel.integrations.anthropic", "AnthropicInstrumentor", "anthropic"),
     "bedrock": ("llm_otel.integrations.bedrock", "BedrockInstrumentor", "botocore"),
+    "litellm": ("llm_otel.integrations.litellm", "LiteLLMInstrumentor", "litellm"),
 }
 
 
