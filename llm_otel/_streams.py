@@ -23,6 +23,7 @@ from llm_otel import _names as n
 from llm_otel._call import LLMCall
 from llm_otel._context import current_call
 from llm_otel._log import internal_error
+from llm_otel._memo import Memo
 
 
 def _activate(call: LLMCall, ctx: otel_context.Context) -> tuple[object, Any]:
@@ -267,21 +268,20 @@ class AsyncStreamProxy:
             _closed_early(call)
 
 
-_NOT_ITERATORS: set[type] = {dict, list, tuple, str, bytes, type(None)}
-_NOT_ITERATORS_MAX = 512
+_NOT_ITERATORS: Memo[type, bool] = Memo(512, dict.fromkeys((dict, list, tuple, str, bytes, type(None)), True))
 
 
 def maybe_stream(value: Any) -> bool:
     """Cheap first test for a call's result: only iterator types can be SDK streams (cached per type)."""
     cls = type(value)
-    if cls in _NOT_ITERATORS:
+    if cls in _NOT_ITERATORS.data:
         return False
     try:
         iterator = hasattr(cls, "__next__") or hasattr(cls, "__anext__")
     except Exception:  # a hostile metaclass: let the full checks decide
         return True
-    if not iterator and len(_NOT_ITERATORS) < _NOT_ITERATORS_MAX:
-        _NOT_ITERATORS.add(cls)
+    if not iterator:
+        _NOT_ITERATORS.admit(cls, True)
     return iterator
 
 
@@ -296,21 +296,20 @@ def is_async_sdk_stream(value: Any) -> bool:
 
 # The SDKs' stream helpers (``client.chat.completions.stream(...)``, ``client.responses.stream(...)``,
 # ``client.messages.stream(...)``) return a manager that sends the request only when entered.
-_MANAGER_TYPES: dict[type, bool] = {}
+_MANAGER_TYPES: Memo[type, bool] = Memo(512)
 _SDK_ROOTS = ("openai", "anthropic")
 
 
 def is_stream_manager(value: Any) -> bool:
     """An SDK stream manager: a context manager from openai/anthropic named ``*StreamManager``."""
     cls = type(value)
-    found = _MANAGER_TYPES.get(cls)
+    found = _MANAGER_TYPES.data.get(cls)
     if found is None:
         try:
             found = cls.__name__.endswith("StreamManager") and cls.__module__.partition(".")[0] in _SDK_ROOTS
         except Exception:  # a hostile class
             found = False
-        if len(_MANAGER_TYPES) < _NOT_ITERATORS_MAX:
-            _MANAGER_TYPES[cls] = found
+        _MANAGER_TYPES.admit(cls, found)
     return found
 
 
