@@ -12,6 +12,7 @@ it never creates a Meter or an instrument, never computes cost, and never import
 >>> adapter.fail_span(span, exc); span.end()
 >>> adapter.count_unknown_input("my_framework", "run_id_missing")
 >>> span.set_attribute(adapter.names.GEN_AI_TOOL_NAME, "search")
+>>> body = adapter.WatchedStream(body, MyWatch())          # follow a stream to its end, failure or close
 
 Read ``current()`` (or call ``tracer()``) at event time, never at construction, so a later
 ``configure()`` takes effect everywhere at once. See docs/adapters.md.
@@ -28,14 +29,24 @@ from llm_otel._errors import error_type, fail_span, interruption_of, mark_closed
 from llm_otel._log import internal_error, log_once, never_raises
 from llm_otel._retrieved import add_retrieved_context
 from llm_otel._runtime import Telemetry, current
+from llm_otel._streams import (
+    AsyncWatchedStream,
+    StreamWatch,
+    WatchedStream,
+    watch_async_generator,
+    watch_generator,
+)
 
 __all__ = [
     "CANCELLED",
     "CLOSED_EARLY",
+    "AsyncWatchedStream",
     "CallSpec",
     "LLMCall",
     "RequestRollup",
+    "StreamWatch",
     "Telemetry",
+    "WatchedStream",
     "add_retrieved_context",
     "count_unknown_input",
     "current",
@@ -52,6 +63,8 @@ __all__ = [
     "rollup_attributes",
     "start_call",
     "tracer",
+    "watch_async_generator",
+    "watch_generator",
 ]
 
 CLOSED_EARLY = names.STREAM_CLOSED_EARLY
