@@ -19,7 +19,6 @@ import logging
 import threading
 import weakref
 from collections import deque
-from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,57 +98,36 @@ def _detach(node: _Node) -> None:
 
 
 
-def _iterate_in(gen: Iterator[Any], ctx: otel_context.Context) -> Iterator[Any]:
+class _ReadInContext(adapter.StreamWatch):
     """Pull a lazy stream with ``ctx`` current, so the LLM call it makes nests under it."""
-    try:
-        while True:
-            token = otel_context.attach(ctx)
-            try:
-                item = next(gen)
-            except StopIteration:
-                return
-            finally:
-                otel_context.detach(token)
-            yield item
-    finally:
-        close = getattr(gen, "close", None)
-        if close is not None:
-            close()
+
+    def __init__(self, ctx: otel_context.Context) -> None:
+        self._ctx = ctx
+
+    def enter(self) -> Any:
+        return otel_context.attach(self._ctx)
+
+    def exit(self, token: Any) -> None:
+        otel_context.detach(token)
 
 
-async def _aiterate_in(agen: AsyncIterator[Any], ctx: otel_context.Context) -> AsyncIterator[Any]:
-    try:
-        while True:
-            token = otel_context.attach(ctx)
-            try:
-                item = await agen.__anext__()
-            except StopAsyncIteration:
-                return
-            finally:
-                otel_context.detach(token)
-            yield item
-    finally:
-        aclose = getattr(agen, "aclose", None)
-        if aclose is not None:
-            await aclose()
-
-
-_WRAPPER_CODES = (_iterate_in.__code__, _aiterate_in.__code__)
+_WRAPPED: weakref.WeakSet[Any] = weakref.WeakSet()  # streams this module made, never wrapped twice
 
 
 def _keep_stream_in_context(result: Any, ctx: otel_context.Context) -> None:
     """A streaming query response calls the LLM only when read: read it under the span that made it."""
     stream = payload.get(result, "response_gen")
-    if stream is None:
-        return
-    code = getattr(stream, "gi_code", None) or getattr(stream, "ag_code", None)
-    if code in _WRAPPER_CODES:
+    if stream is None or stream in _WRAPPED:
         return
     try:
         if hasattr(stream, "__anext__"):
-            result.response_gen = _aiterate_in(stream, ctx)
+            wrapped: Any = adapter.watch_async_generator(stream, _ReadInContext(ctx))
         elif hasattr(stream, "__next__"):
-            result.response_gen = _iterate_in(stream, ctx)
+            wrapped = adapter.watch_generator(stream, _ReadInContext(ctx))
+        else:
+            return
+        result.response_gen = wrapped
+        _WRAPPED.add(wrapped)
     except Exception as exc:  # a frozen or slotted response: the stream still works, only nesting is lost
         internal_error("llamaindex.stream_context", exc)
 

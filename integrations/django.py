@@ -13,7 +13,7 @@ every LLM span of the request is its child.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 try:
@@ -27,6 +27,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without Django i
     ) from exc
 
 import llm_otel
+from llm_otel import adapter
 from llm_otel.adapter import CLOSED_EARLY, internal_error, log_once
 
 from ._web import IncomingHeaders, RequestInfo, ServerRequest, WebOptions, begin_request
@@ -125,9 +126,9 @@ def _complete(request: HttpRequest, response: HttpResponseBase, traced: ServerRe
         if getattr(response, "streaming", False) and getattr(response, "file_to_stream", None) is None:
             streaming: Any = response  # a StreamingHttpResponse
             if streaming.is_async:
-                streaming.streaming_content = _TracedAsyncStream(streaming.streaming_content, traced)
+                streaming.streaming_content = _TracedAsyncStream(streaming.streaming_content, _RequestBody(traced))
             else:
-                streaming.streaming_content = _TracedStream(streaming.streaming_content, traced)
+                streaming.streaming_content = adapter.WatchedStream(streaming.streaming_content, _RequestBody(traced))
             return response
     except Exception as exc:
         internal_error("django.response", exc)
@@ -135,80 +136,37 @@ def _complete(request: HttpRequest, response: HttpResponseBase, traced: ServerRe
     return response
 
 
-class _TracedStream:
-    """A streaming body that runs in the request's context and ends the span when done or closed."""
+class _RequestBody(adapter.StreamWatch):
+    """A streaming body read in the request's context; the server span ends when it is done or closed."""
 
-    def __init__(self, content: Iterator[bytes], traced: ServerRequest) -> None:
-        self._content = iter(content)
+    def __init__(self, traced: ServerRequest) -> None:
         self._traced = traced
 
-    def __iter__(self) -> _TracedStream:
-        return self
+    def enter(self) -> Any:
+        return self._traced.enter()
 
-    def __next__(self) -> bytes:
-        tokens = self._traced.enter()
-        try:
-            return next(self._content)
-        except StopIteration:
-            self._traced.end()
-            raise
-        except BaseException as exc:
-            if not self._traced.interrupted(exc):
-                self._traced.record_exception(exc)
-            self._traced.end()
-            raise
-        finally:
-            self._traced.exit(tokens)
+    def exit(self, token: Any) -> None:
+        self._traced.exit(token)
 
-    def close(self) -> None:
-        """Called by Django's ``response.close()``, also when the body was never read."""
-        try:
-            close = getattr(self._content, "close", None)
-            if close is not None:
-                close()
-        finally:
-            self._traced.set_outcome(CLOSED_EARLY)  # only if the body did not already end the span
-            self._traced.end()
-
-
-class _TracedAsyncStream:
-    """The async counterpart of ``_TracedStream`` (for async iterators in ``StreamingHttpResponse``)."""
-
-    def __init__(self, content: AsyncIterator[bytes], traced: ServerRequest) -> None:
-        self._content = aiter(content)
-        self._traced = traced
-
-    def __aiter__(self) -> _TracedAsyncStream:
-        return self
-
-    async def __anext__(self) -> bytes:
-        tokens = self._traced.enter()
-        try:
-            return await anext(self._content)
-        except StopAsyncIteration:
-            self._traced.end()
-            raise
-        except BaseException as exc:  # under ASGI, Django cancels the body when the client disconnects
-            if not self._traced.interrupted(exc):
-                self._traced.record_exception(exc)
-            self._traced.end()
-            raise
-        finally:
-            self._traced.exit(tokens)
-
-    async def aclose(self) -> None:
-        try:
-            aclose = getattr(self._content, "aclose", None)
-            if aclose is not None:
-                await aclose()
-        finally:
-            self._traced.set_outcome(CLOSED_EARLY)  # only if the body did not already end the span
-            self._traced.end()
-
-    def close(self) -> None:
-        """Django closes responses synchronously; end the span even if the body was never read."""
-        self._traced.set_outcome(CLOSED_EARLY)  # only if the body did not already end the span
+    def end(self) -> None:
         self._traced.end()
+
+    def fail(self, error: BaseException) -> None:
+        # under ASGI, Django cancels the body when the client disconnects: an outcome, not an error
+        if not self._traced.interrupted(error):
+            self._traced.record_exception(error)
+        self._traced.end()
+
+    def close(self) -> None:
+        """Django's ``response.close()``, also when the body was never read."""
+        self._traced.set_outcome(CLOSED_EARLY)
+        self._traced.end()
+
+
+class _TracedAsyncStream(adapter.AsyncWatchedStream):
+    def close(self) -> None:  # type: ignore[override]
+        """Django closes responses synchronously; end the span even if the body was never read."""
+        self._llm_otel_finish(self._llm_otel_watch.close)
 
 
 def options_from_settings() -> WebOptions:

@@ -1,17 +1,16 @@
-"""One LLM call: the record every adapter fills and the core turns into a span and metrics.
+"""One LLM call's lifecycle: the record every adapter fills while the call runs.
 
-Two lifecycle shapes share this class: ``start()`` / ``end()`` / ``fail()`` for
-framework callbacks, and the ``llm_call()`` context manager (on which the
-decorator is built) for call sites.
+Two lifecycle shapes share ``LLMCall``: ``start()`` / ``end()`` / ``fail()`` for framework
+callbacks, and the ``llm_call()`` context manager (on which the decorator is built) for call
+sites. Finishing settles the call into one ``Outcome`` (``_outcome``), which the metrics
+recorder (``_record``) and the span writer (``_span_writer``) consume.
 """
 
 from __future__ import annotations
 
-import functools
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
@@ -21,69 +20,21 @@ from opentelemetry.trace import Span, SpanKind
 
 from llm_otel import _bounds as bounds
 from llm_otel import _names as n
-from llm_otel._content import ContentBudget, input_messages_json, output_messages_json
-from llm_otel._context import ambient_labels, current_call, request_rollup
-from llm_otel._errors import error_type as classify_error
-from llm_otel._errors import interruption_of, record_error
+from llm_otel._context import ambient_labels, current_call
+from llm_otel._errors import interruption_of
 from llm_otel._extract import ResponseFacts, facts_from, uneventful_chunk, usage_from_mapping
 from llm_otel._log import internal_error, log_once
-from llm_otel._metrics import Recorder, Series
+from llm_otel._outcome import settle
 from llm_otel._ownership import defer_enclosing_call, foreign_genai_span
-from llm_otel._pricing import Quote
+from llm_otel._record import record
 from llm_otel._retrieved import passages_of, recall
 from llm_otel._runtime import Telemetry, current
+from llm_otel._span_writer import write_deferred_span, write_shared_span, write_span
+from llm_otel._spec import CallSpec, UsageReader, shared_spec
 from llm_otel._usage import TokenUsage, UsageProblems
 from llm_otel._usage import bounded as bounded_usage
 
-UsageReader = Callable[[Any], Any]
-_START_ATTRIBUTE_SETS_MAX = 64
-_SERIES_MAX = 64  # per call site; model names and error types may be unbounded
-
-
-def _over_cap(bounded: Mapping[str, str], provider_key: str, response_key: str, request_key: str) -> bool:
-    """The call's provider, or every model name it could be priced by, was folded by the cap."""
-    if bounded.get(provider_key) == n.OVERFLOW_VALUE:
-        return True
-    response = bounded.get(response_key)
-    return bounded.get(request_key) == n.OVERFLOW_VALUE and (response is None or response == n.OVERFLOW_VALUE)
-
-
-@dataclass(frozen=True)
-class CallSpec:
-    """What is known before the call: fixed at decoration time, reused for every call."""
-
-    operation: str = n.OP_CHAT
-    provider: str | None = None
-    model: str | None = None
-    task_type: str | None = None
-    prompt_name: str | None = None
-    prompt_version: str | None = None
-    usage: UsageReader | None = None
-    labels: Mapping[str, str] = field(default_factory=dict)
-
-    @functools.cached_property
-    def static_labels(self) -> dict[str, str]:
-        static = {n.GEN_AI_OPERATION_NAME: bounds.label(str(self.operation))}
-        for key, value in (
-            (n.LLM_TASK_TYPE, self.task_type),
-            (n.LLM_PROMPT_NAME, self.prompt_name),
-            (n.LLM_PROMPT_VERSION, self.prompt_version),
-        ):
-            if value is not None:
-                static[key] = bounds.label(str(value))
-        static.update(bounds.labels(self.labels))
-        return static
-
-    @functools.cached_property
-    def start_attribute_sets(self) -> dict[tuple[str | None, str | None], dict[str, Any]]:
-        """Span start attributes by (provider, request model), filled by the calls of this site."""
-        return {}
-
-    @functools.cached_property
-    def series_sets(self) -> dict[tuple[str | None, ...], Series]:
-        """Metric series by (provider, request model, response model, error type, outcome), for calls
-        without ambient labels; bounded like ``start_attribute_sets``."""
-        return {}
+__all__ = ["CallSpec", "LLMCall", "UsageReader", "llm_call", "start_call"]
 
 
 class LLMCall:
@@ -380,9 +331,9 @@ class LLMCall:
     def _start_attributes(self, *, cacheable: bool = False) -> Mapping[str, Any]:
         """The span's first attributes; the SDK copies them, so a call site's set is built once."""
         self._span_provider = self.provider
-        cache = self.spec.start_attribute_sets if cacheable and not self._request_attributes else None
-        if cache is not None:
-            found = cache.get((self.provider, self.request_model))
+        memo = self.spec.memo.start_attributes if cacheable and not self._request_attributes else None
+        if memo is not None:
+            found = memo.data.get((self.provider, self.request_model))
             if found is not None:
                 return found
         attributes: dict[str, Any] = dict(self.labels)
@@ -398,8 +349,8 @@ class LLMCall:
                         attributes[key] = value
             except Exception as exc:  # a hostile mapping costs its attributes only
                 internal_error("call.request_attributes", exc)
-        if cache is not None and len(cache) < _START_ATTRIBUTE_SETS_MAX:  # model names may be unbounded
-            cache[(self.provider, self.request_model)] = attributes
+        if memo is not None:
+            memo.admit((self.provider, self.request_model), attributes)
         return attributes
 
     def _finish(self, error: BaseException | str | None) -> None:
@@ -408,7 +359,24 @@ class LLMCall:
         self.ended = True
         duration = time.perf_counter() - self._start
         try:
-            self._record(duration, error)
+            facts = self.facts
+            facts.usage = bounded_usage(facts.usage, self.problems)
+            _bound_facts(facts)  # before the id is compared with the wire-level records, which are bounded too
+            if self.wire:
+                self.telemetry.wire_responses.add(facts.response_id)
+            elif self.deferred or (facts.response_id is not None and facts.response_id in self.telemetry.wire_responses):
+                self.deferred = True  # one record per API call: the call nearer the wire owns it
+                self._annotate_deferred(error)
+                return
+            outcome = settle(self, duration, error)
+            self.cost_usd = outcome.cost_usd
+            self.labels = outcome.series.attributes
+            record(outcome, self.telemetry, self._context or trace.set_span_in_context(self.span))
+            if self.span.is_recording():
+                if self.shared_span:
+                    write_shared_span(self.span, outcome)
+                else:
+                    write_span(self.span, outcome, self.telemetry, on_span=(self._span_provider, self.request_model))
         except Exception as exc:
             internal_error("call.finish", exc)
         finally:
@@ -422,6 +390,14 @@ class LLMCall:
                     self.telemetry.evaluator.offer(self)
             except Exception as exc:
                 internal_error("span.end", exc)
+
+    def _annotate_deferred(self, error: BaseException | str | None) -> None:
+        """The API call is recorded by a call nearer the wire: this span stays as its parent,
+        without tokens, cost or metrics of its own (they would count the call twice)."""
+        if self.span.is_recording():
+            renamed = None if self.request_model else self.facts.response_model
+            write_deferred_span(self.span, self.spec.static_labels[n.GEN_AI_OPERATION_NAME], renamed, error,
+                                self.telemetry)
 
     def deactivate(self) -> None:
         """Stop being the current span/call (the call itself stays open, e.g. for a returned stream)."""
@@ -438,232 +414,6 @@ class LLMCall:
                 current_call.set(None)
             self._call_token = None
 
-    def _record(self, duration: float, error: BaseException | str | None) -> None:
-        facts = self.facts
-        usage = facts.usage = bounded_usage(facts.usage, self.problems)
-        _bound_facts(facts)  # before the id is compared with the wire-level records, which are bounded too
-        if self.wire:
-            self.telemetry.wire_responses.add(facts.response_id)
-        elif self.deferred or (facts.response_id is not None and facts.response_id in self.telemetry.wire_responses):
-            self.deferred = True
-            self._annotate_deferred(error)
-            return
-        telemetry = self.telemetry
-        provider = self.provider or facts.provider
-        request_model = self.request_model or facts.response_model
-        priced_model = facts.response_model or request_model
-
-        # a rate limit has one error.type across providers; the exception event on the span keeps the class
-        error_type = None if error is None else classify_error(error)
-        rate_limited = error_type == n.RATE_LIMIT_ERROR_TYPE
-
-        outcome = self.outcome
-        series = self._series(telemetry.recorder, provider, request_model, error_type, outcome)
-        bounded = series.attributes
-
-        quote = None
-        unpriced = False
-        complete = usage.input_tokens is not None and (
-            usage.output_tokens is not None or self.spec.operation == n.OP_EMBEDDINGS
-        )
-        if complete and _over_cap(bounded, n.GEN_AI_PROVIDER_NAME, n.GEN_AI_RESPONSE_MODEL, n.GEN_AI_REQUEST_MODEL):
-            # Past the cardinality cap a model name is as good as unbounded input: looking each
-            # one up would grow the price cache and cost a database search per call.
-            quote = Quote(None, n.UNKNOWN_VALUE, "model_over_cardinality_limit")
-            unpriced = True
-            log_once("price:over-cap", "llm-otel: more distinct models than cardinality_limit; calls of models "
-                     "past the limit are counted as unpriced (raise cardinality_limit if they are real)")
-        elif complete:
-            quote = telemetry.prices.quote(provider, priced_model, usage)
-            if quote.cost_usd is None and facts.response_model and request_model != facts.response_model:
-                quote = telemetry.prices.quote(provider, request_model, usage)
-            self.cost_usd = quote.cost_usd
-            unpriced = quote.cost_usd is None
-        elif usage.known:
-            # pricing half a call would understate it; an unknown price is not a partial one
-            quote = Quote(None, n.UNKNOWN_VALUE, "usage_incomplete")
-            # a stream stopped before its usage arrived lacks usage, not a price: LLMUnpricedCalls
-            # would ask for a price override
-            unpriced = outcome is None
-        elif error is None and outcome is None:
-            # an interrupted call, like a failed one, may never have had usage to report
-            unpriced = True
-            # embedding APIs often report no usage at all; an adapter may have said why already
-            if self.spec.operation != n.OP_EMBEDDINGS and not self.problems.reasons:
-                self.problems.add("usage:missing")
-        for reason in self.problems.reasons:
-            telemetry.recorder.count_unknown_input("usage", reason)
-            log_once(f"usage-problem:{reason}", "llm-otel: usage payload problem %r; recorded as unknown", reason)
-
-        telemetry.recorder.record_call(
-            series,
-            duration_s=duration,
-            usage=usage,
-            cost_usd=self.cost_usd,
-            unpriced=unpriced,
-            time_to_first_chunk_s=self.time_to_first_chunk_s,
-            error_type=error_type,
-            rate_limited=rate_limited,
-            context_window=quote.context_window if quote is not None else None,
-            context=self._context or trace.set_span_in_context(self.span),
-            semconv=not self.shared_span,
-        )
-        self.labels = bounded
-
-        rollup = request_rollup.get()
-        if rollup is not None:
-            rollup.add(
-                input_tokens=usage.input_tokens,
-                output_tokens=usage.output_tokens,
-                cost_usd=self.cost_usd,
-                failed=error is not None,
-                unpriced=unpriced,
-            )
-
-        if self.span.is_recording():
-            if self.shared_span:
-                self._annotate_shared_span(quote, unpriced)
-            else:
-                self._annotate_span(provider, request_model, error, error_type, quote, unpriced)
-
-    def _annotate_shared_span(self, quote: Any, unpriced: bool) -> None:
-        """Only what the other instrumentation does not know: cost and why it may be unknown."""
-        attributes: dict[str, Any] = {}
-        if self.cost_usd is not None:
-            attributes[n.LLM_COST_USD] = self.cost_usd
-        if quote is not None:
-            attributes[n.LLM_COST_SOURCE] = quote.source
-            if quote.reason:
-                attributes[n.LLM_COST_UNPRICED_REASON] = quote.reason
-        elif unpriced:
-            attributes[n.LLM_COST_SOURCE] = n.UNKNOWN_VALUE
-        if self.problems.reasons:
-            attributes[n.LLM_USAGE_UNKNOWN] = list(self.problems.reasons)
-        self.span.set_attributes(attributes)
-
-    def _annotate_deferred(self, error: BaseException | str | None) -> None:
-        """The API call is recorded by a call nearer the wire: this span stays as its parent,
-        without tokens, cost or metrics of its own (they would count the call twice)."""
-        span = self.span
-        if not span.is_recording():
-            return
-        attributes: dict[str, Any] = {n.LLM_RECORD_DEFERRED: True}
-        if not self.request_model and self.facts.response_model:
-            span.update_name(f"{self.spec.operation} {self.facts.response_model}")
-        if error is not None:
-            error_type = classify_error(error)
-            attributes[n.ERROR_TYPE] = error_type
-            telemetry = self.telemetry
-            record_error(span, error if isinstance(error, BaseException) else error_type, telemetry.redactor,
-                         telemetry.settings.get("attribute_max_length", bounds.DEFAULT_ATTRIBUTE_MAX_CHARS))
-        span.set_attributes(attributes)
-
-    def _series(self, recorder: Recorder, provider: str | None, request_model: str | None,
-                error_type: str | None, outcome: str | None = None) -> Series:
-        """The call's bounded metric attributes; a call site reuses them while its labels repeat."""
-        response_model = self.facts.response_model
-        key = (provider, request_model, response_model, error_type, outcome)
-        cache = self.spec.series_sets if self.labels is self.spec.static_labels else None
-        if cache is not None:
-            found = cache.get(key)
-            if found is not None and found.recorder is recorder:
-                return found
-        labels = dict(self.labels)
-        labels[n.GEN_AI_PROVIDER_NAME] = provider or n.UNKNOWN_VALUE
-        labels[n.GEN_AI_REQUEST_MODEL] = request_model or n.UNKNOWN_VALUE
-        if response_model:
-            labels[n.GEN_AI_RESPONSE_MODEL] = response_model
-        if error_type is not None:
-            labels[n.ERROR_TYPE] = error_type
-        bounded = recorder.bound_in_place(labels)
-        if outcome is not None:
-            bounded[n.LLM_STREAM_OUTCOME] = outcome  # two possible values: added past the guard, never folded
-        series = recorder.series(bounded)
-        # A folded label is not kept: every call past the cap is counted by the guard again.
-        # The guard never forgets an admitted value, so a kept series stays exact.
-        # (an entry left by an earlier configure() is replaced even when the cache is full)
-        if (cache is not None and (key in cache or len(cache) < _SERIES_MAX)
-                and n.OVERFLOW_VALUE not in labels.values()):
-            cache[key] = series
-        return series
-
-    def _annotate_span(
-        self,
-        provider: str | None,
-        request_model: str | None,
-        error: BaseException | str | None,
-        error_type: str | None,
-        quote: Any,
-        unpriced: bool,
-    ) -> None:
-        span = self.span
-        facts = self.facts
-        usage = facts.usage
-        attributes: dict[str, Any] = {}
-        if provider != self._span_provider or not provider:  # already on the span unless it changed since start
-            attributes[n.GEN_AI_PROVIDER_NAME] = provider or n.UNKNOWN_VALUE
-        if request_model and not self.request_model:
-            span.update_name(f"{self.spec.static_labels[n.GEN_AI_OPERATION_NAME]} {request_model}")
-            attributes[n.GEN_AI_REQUEST_MODEL] = request_model
-        for key, value in (
-            (n.GEN_AI_RESPONSE_MODEL, facts.response_model),
-            (n.GEN_AI_RESPONSE_ID, facts.response_id),
-            (n.GEN_AI_USAGE_INPUT_TOKENS, usage.input_tokens),
-            (n.GEN_AI_USAGE_OUTPUT_TOKENS, usage.output_tokens),
-            (n.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS, usage.cache_read_input_tokens),
-            (n.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS, usage.cache_creation_input_tokens),
-            (n.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS, usage.reasoning_output_tokens),
-            (n.LLM_COST_USD, self.cost_usd),
-            (n.LLM_TIME_TO_FIRST_CHUNK, self.time_to_first_chunk_s),
-        ):
-            if value is not None:
-                attributes[key] = value
-        if facts.finish_reasons:
-            attributes[n.GEN_AI_RESPONSE_FINISH_REASONS] = list(facts.finish_reasons)
-        if quote is not None:
-            attributes[n.LLM_COST_SOURCE] = quote.source
-            if quote.reason:
-                attributes[n.LLM_COST_UNPRICED_REASON] = quote.reason
-        elif unpriced:
-            attributes[n.LLM_COST_SOURCE] = n.UNKNOWN_VALUE
-            # an adapter's own reason (note_usage_unknown), e.g. usage:stream_not_requested
-            said = [r for r in self.problems.reasons if r.startswith("usage:") and r != "usage:missing"]
-            attributes[n.LLM_COST_UNPRICED_REASON] = said[0].partition(":")[2] if said else "usage_unknown"
-        if self.problems.reasons:
-            attributes[n.LLM_USAGE_UNKNOWN] = list(self.problems.reasons)
-        if self.outcome is not None:
-            attributes[n.LLM_STREAM_OUTCOME] = self.outcome
-        if self.streaming:
-            attributes[n.LLM_STREAMING] = True
-            attributes[n.LLM_STREAM_CHUNKS] = self.chunks
-        telemetry = self.telemetry
-        if telemetry.capture_content:
-            settings = telemetry.settings
-            budget = ContentBudget(
-                telemetry.redactor,
-                settings.get("content_max_message_chars", _CONTENT_MESSAGE_DEFAULT),
-                settings.get("content_max_call_chars", _CONTENT_CALL_DEFAULT),
-            )
-            if self._input_messages is not None:
-                rendered = input_messages_json(self._input_messages, budget)
-                if rendered is not None:
-                    attributes[n.GEN_AI_INPUT_MESSAGES] = rendered
-            if facts.output_text:
-                attributes[n.GEN_AI_OUTPUT_MESSAGES] = output_messages_json(
-                    facts.output_text, facts.finish_reasons, budget
-                )
-            if budget.truncated:
-                attributes[n.LLM_CONTENT_TRUNCATED] = True
-        if error_type is not None:
-            attributes[n.ERROR_TYPE] = error_type
-        span.set_attributes(attributes)
-        if error_type is not None:
-            record_error(span, error if isinstance(error, BaseException) else error_type, telemetry.redactor,
-                         telemetry.settings.get("attribute_max_length", bounds.DEFAULT_ATTRIBUTE_MAX_CHARS))
-
-
-_CONTENT_MESSAGE_DEFAULT = 16384
-_CONTENT_CALL_DEFAULT = 65536
 
 
 def _identifier(value: Any) -> str | None:
@@ -744,34 +494,5 @@ def start_call(
     its API call, and enclosing calls of the kit keep only their spans
     (docs/instrumentation.md, "One record per API call").
     """
-    spec = _shared_spec(operation, provider, model, task_type, prompt_name, prompt_version, labels)
+    spec = shared_spec(operation, provider, model, task_type, prompt_name, prompt_version, labels)
     return LLMCall(spec, parent=parent, request_attributes=request_attributes, wire=wire).start(activate=activate)
-
-
-_SHARED_SPECS: dict[tuple[Any, ...], CallSpec] = {}
-_SHARED_SPECS_MAX = 256  # model names and labels may be unbounded; past this, every call gets its own
-
-
-def _shared_spec(
-    operation: str,
-    provider: str | None,
-    model: str | None,
-    task_type: str | None,
-    prompt_name: str | None,
-    prompt_version: str | None,
-    labels: Mapping[str, str] | None,
-) -> CallSpec:
-    """Callback integrations start each call afresh; calls that look alike share one spec, and
-    with it the per-site caches (span start attributes, metric series) a decorated site has."""
-    key: tuple[Any, ...] | None
-    try:
-        key = (operation, provider, model, task_type, prompt_name, prompt_version,
-               tuple(sorted(labels.items())) if labels else ())
-        spec = _SHARED_SPECS.get(key)
-    except TypeError:  # an unhashable or unorderable label: nothing to share
-        key, spec = None, None
-    if spec is None:
-        spec = CallSpec(operation, provider, model, task_type, prompt_name, prompt_version, None, dict(labels or {}))
-        if key is not None and len(_SHARED_SPECS) < _SHARED_SPECS_MAX:
-            _SHARED_SPECS[key] = spec
-    return spec

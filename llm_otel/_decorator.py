@@ -20,9 +20,10 @@ from llm_otel._context import request_rollup
 from llm_otel._log import internal_error
 from llm_otel._runtime import Telemetry, current
 from llm_otel._streams import (
-    AsyncStreamProxy,
+    AsyncWatchedStream,
+    CallWatch,
     StreamManagerProxy,
-    StreamProxy,
+    WatchedStream,
     is_async_sdk_stream,
     is_sdk_stream,
     is_stream_manager,
@@ -211,10 +212,10 @@ def _finish(call: LLMCall, result: Any) -> Any:
     if maybe_stream(result):
         if is_sdk_stream(result):
             call.deactivate()
-            return StreamProxy(result, call)
+            return WatchedStream(result, CallWatch(call, activate=False))
         if is_async_sdk_stream(result):
             call.deactivate()
-            return AsyncStreamProxy(result, call)
+            return AsyncWatchedStream(result, CallWatch(call, activate=False))
     elif is_stream_manager(result):  # the request is sent when the caller enters it
         call.deactivate()
         return StreamManagerProxy(result, call)

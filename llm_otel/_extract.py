@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from llm_otel._bounds import TOKEN_COUNT_LIMIT
+from llm_otel._memo import Memo
 from llm_otel._usage import TokenUsage, UsageProblems, consistent, token_count
 
 _MISSING = object()
@@ -22,13 +23,12 @@ _MISSING = object()
 # reading those directly avoids pydantic's ``__getattr__``, which raises (slowly) for every
 # absent field. Bounded, so payloads of endlessly new types cannot grow it.
 _PLAIN, _MAPPING, _PYDANTIC = 0, 1, 2
-_TYPE_KINDS: dict[type, int] = {dict: _MAPPING}
-_TYPE_KINDS_MAX = 512
-_CLASS_ATTRS: dict[tuple[type, str], bool] = {}
+_TYPE_KINDS: Memo[type, int] = Memo(512, {dict: _MAPPING})
+_CLASS_ATTRS: Memo[tuple[type, str], bool] = Memo(512)
 
 
 def _kind_of(cls: type) -> int:
-    kind = _TYPE_KINDS.get(cls)
+    kind = _TYPE_KINDS.data.get(cls)
     if kind is None:
         try:
             if issubclass(cls, Mapping):
@@ -39,21 +39,19 @@ def _kind_of(cls: type) -> int:
                 kind = _PLAIN
         except Exception:  # a hostile metaclass
             kind = _PLAIN
-        if len(_TYPE_KINDS) < _TYPE_KINDS_MAX:
-            _TYPE_KINDS[cls] = kind
+        _TYPE_KINDS.admit(cls, kind)
     return kind
 
 
 def _class_has(cls: type, name: str) -> bool:
     key = (cls, name)
-    found = _CLASS_ATTRS.get(key)
+    found = _CLASS_ATTRS.data.get(key)
     if found is None:
         try:
             found = hasattr(cls, name)
         except Exception:
             found = True  # let getattr decide
-        if len(_CLASS_ATTRS) < _TYPE_KINDS_MAX:
-            _CLASS_ATTRS[key] = found
+        _CLASS_ATTRS.admit(key, found)
     return found
 
 
@@ -63,7 +61,7 @@ def _get(obj: Any, name: str) -> Any:
         return obj.get(name)
     if obj is None:
         return None
-    kind = _TYPE_KINDS.get(cls)
+    kind = _TYPE_KINDS.data.get(cls)
     if kind is None:
         kind = _kind_of(cls)
     if kind == _MAPPING:
@@ -92,7 +90,7 @@ def _fields(obj: Any) -> dict[str, Any] | None:
     """A pydantic model's fields and extras as one dict (an SDK response read in one go),
     or None for anything else."""
     cls = type(obj)
-    kind = _TYPE_KINDS.get(cls)
+    kind = _TYPE_KINDS.data.get(cls)
     if kind is None:
         kind = _kind_of(cls)
     if kind != _PYDANTIC:

@@ -1,13 +1,12 @@
-"""Streamed responses: the call stays open until the stream is exhausted, closed or abandoned.
+"""Watched streams: one sync/async base that follows a stream until it ends, fails or is dropped.
 
-While the wrapped generator runs, the call's span is the current span, so
-HTTP client spans made inside it nest correctly; between chunks the caller's
-context is restored.
-
-A traced generator's call starts when the generator function is called (the
-caller's span is its parent, as for any other call). A generator that is then
-never iterated never runs its body, so nothing would end that call: a
-finalizer ends it as ``closed_early`` when the generator is garbage-collected.
+A ``StreamWatch`` says what to do around each pull (``enter``/``exit``: make a context current),
+with each item, and at the one finish a stream has: ``end`` (exhausted), ``fail`` (the source
+raised) or ``close`` (the consumer stopped early: closed it, left a ``with`` block, or dropped it
+unread — a generator that never ran included: a finalizer reports it when it is collected). Two shapes share the watch: ``watch_generator``/``watch_async_generator`` keep a
+generator a generator (``send``/``throw`` pass through), and ``WatchedStream``/``AsyncWatchedStream``
+wrap an iterator object (an SDK stream, a response body) and forward everything else to it.
+LLM calls (``CallWatch``) and the framework adapters build on these.
 """
 
 from __future__ import annotations
@@ -23,265 +22,346 @@ from llm_otel import _names as n
 from llm_otel._call import LLMCall
 from llm_otel._context import current_call
 from llm_otel._log import internal_error
+from llm_otel._memo import Memo
 
 
-def _activate(call: LLMCall, ctx: otel_context.Context) -> tuple[object, Any]:
-    token = otel_context.attach(ctx)
-    return token, current_call.set(call)
+class StreamWatch:
+    """Hooks of one watched stream; the base calls exactly one of ``end``/``fail``/``close``."""
+
+    def enter(self) -> Any:
+        """Before each pull from the source; the result is handed to ``exit``."""
+        return None
+
+    def exit(self, token: Any) -> None:
+        """After each pull, whatever it gave."""
+
+    def item(self, item: Any) -> None:
+        """An item the source yielded, before the consumer sees it."""
+
+    def end(self) -> None:
+        """The source is exhausted."""
+
+    def fail(self, error: BaseException) -> None:
+        """The source raised ``error`` (it propagates unchanged)."""
+
+    def close(self) -> None:
+        """The consumer stopped before the end: closed the stream or dropped it unread."""
 
 
-def _deactivate(tokens: tuple[object, Any]) -> None:
-    otel_context.detach(tokens[0])  # type: ignore[arg-type]
-    current_call.reset(tokens[1])
+class CallWatch(StreamWatch):
+    """An LLM call that stays open while its stream is read."""
+
+    __slots__ = ("call", "context")
+
+    def __init__(self, call: LLMCall, *, activate: bool) -> None:
+        self.call = call
+        # while a generator body runs, the call's span is current (HTTP client spans nest under it)
+        self.context = trace.set_span_in_context(call.span) if activate else None
+
+    def enter(self) -> Any:
+        if self.context is None:
+            return None
+        return otel_context.attach(self.context), current_call.set(self.call)
+
+    def exit(self, token: Any) -> None:
+        if token is not None:
+            otel_context.detach(token[0])
+            current_call.reset(token[1])
+
+    def item(self, item: Any) -> None:
+        self.call.add_chunk(item)
+
+    def end(self) -> None:
+        self.call.end()
+
+    def fail(self, error: BaseException) -> None:
+        self.call.fail(error)
+
+    def close(self) -> None:
+        if not self.call.ended:
+            self.call.end(outcome=n.STREAM_CLOSED_EARLY)
 
 
-def _closed_early(call: LLMCall) -> None:
-    call.end(outcome=n.STREAM_CLOSED_EARLY)
-
-
-def _end_if_open(call: LLMCall) -> None:
+def _close_unread(watch: StreamWatch) -> None:
     try:
-        if not call.ended:
-            _closed_early(call)
+        watch.close()
     except Exception as exc:  # runs inside the garbage collector: never raise there
         internal_error("stream.collected", exc)
 
 
-def _end_when_collected(stream: object, call: LLMCall) -> weakref.finalize[[LLMCall], object]:
-    """End ``call`` as closed early if ``stream`` is collected before it ever ran.
+def _close_when_collected(stream: object, watch: StreamWatch) -> weakref.finalize[[StreamWatch], object]:
+    """Report ``close`` if ``stream`` is collected before it ever ran.
 
-    Only an unstarted generator needs this: once started, collecting it throws
-    GeneratorExit into it, which ends the call, so the generator detaches this
-    finalizer on its first step (and the registry stops holding the call).
-    ``weakref.finalize`` (not a plain weak reference) because the generator, its
-    frame and the call may form a cycle whose weak-reference callbacks the cycle
-    collector would drop; its registry keeps the finalizer alive instead.
+    Only an unstarted generator needs this: once started, collecting it throws GeneratorExit
+    into it, which reports the close, so the generator detaches this finalizer on its first
+    step (and the registry stops holding the watch). ``weakref.finalize`` (not a plain weak
+    reference) because the generator, its frame and the watch may form a cycle whose
+    weak-reference callbacks the cycle collector would drop; its registry keeps it alive instead.
     """
-    finalizer = weakref.finalize(stream, _end_if_open, call)
+    finalizer = weakref.finalize(stream, _close_unread, watch)
     finalizer.atexit = False  # at exit the providers are shutting down; nothing left to record to
     return finalizer
 
 
-Unstarted = list["weakref.finalize[[LLMCall], object]"]
+Unstarted = list["weakref.finalize[[StreamWatch], object]"]
 
 
-def traced_generator(gen: Generator[Any, Any, Any], call: LLMCall) -> Generator[Any, Any, Any]:
+def watch_generator(gen: Iterator[Any], watch: StreamWatch) -> Generator[Any, Any, Any]:
+    """``gen`` (a generator or any iterator) as a generator under ``watch``; dropped unread, it reports ``close``."""
     unstarted: Unstarted = []
-    traced = _traced_generator(gen, call, unstarted)
-    unstarted.append(_end_when_collected(traced, call))
-    return traced
+    watched = _watch_generator(gen, watch, unstarted)
+    unstarted.append(_close_when_collected(watched, watch))
+    return watched
 
 
-def traced_async_generator(agen: AsyncGenerator[Any, Any], call: LLMCall) -> AsyncGenerator[Any, Any]:
+def watch_async_generator(agen: AsyncIterator[Any], watch: StreamWatch) -> AsyncGenerator[Any, Any]:
+    """``agen`` (an async generator or any async iterator) as an async generator under ``watch``."""
     unstarted: Unstarted = []
-    traced = _traced_async_generator(agen, call, unstarted)
-    unstarted.append(_end_when_collected(traced, call))
-    return traced
+    watched = _watch_async_generator(agen, watch, unstarted)
+    unstarted.append(_close_when_collected(watched, watch))
+    return watched
 
 
-def _traced_generator(gen: Generator[Any, Any, Any], call: LLMCall, unstarted: Unstarted) -> Generator[Any, Any, Any]:
+def _watch_generator(gen: Iterator[Any], watch: StreamWatch, unstarted: Unstarted) -> Generator[Any, Any, Any]:
     unstarted.pop().detach()
-    ctx = trace.set_span_in_context(call.span)  # built once, attached around each chunk
+    source: Any = gen  # send/throw are used only when the consumer sends or throws, as on a generator
     sent: Any = None
     thrown: BaseException | None = None
     while True:
-        tokens = _activate(call, ctx)
+        token = watch.enter()
         try:
             if thrown is not None:
-                chunk = gen.throw(thrown)
+                item = source.throw(thrown)
                 thrown = None
-            else:
-                chunk = gen.send(sent)
+            else:  # next() for plain iterators; a value sent by the consumer goes through
+                item = next(gen) if sent is None else source.send(sent)
         except StopIteration as stop:
-            call.end()
+            watch.end()
             return stop.value
         except BaseException as exc:
-            call.fail(exc)
+            watch.fail(exc)
             raise
         finally:
-            _deactivate(tokens)
-        call.add_chunk(chunk)
+            watch.exit(token)
+        watch.item(item)
         try:
-            sent = yield chunk
+            sent = yield item
         except GeneratorExit:
             try:
-                gen.close()
+                close = getattr(gen, "close", None)
+                if close is not None:
+                    close()
             finally:
-                _closed_early(call)
+                watch.close()
             raise
         except BaseException as exc:
             thrown = exc
 
 
-async def _traced_async_generator(
-    agen: AsyncGenerator[Any, Any], call: LLMCall, unstarted: Unstarted
+async def _watch_async_generator(
+    agen: AsyncIterator[Any], watch: StreamWatch, unstarted: Unstarted
 ) -> AsyncGenerator[Any, Any]:
     unstarted.pop().detach()
-    ctx = trace.set_span_in_context(call.span)  # built once, attached around each chunk
+    source: Any = agen
     sent: Any = None
     thrown: BaseException | None = None
     while True:
-        tokens = _activate(call, ctx)
+        token = watch.enter()
         try:
             if thrown is not None:
-                chunk = await agen.athrow(thrown)
+                item = await source.athrow(thrown)
                 thrown = None
             else:
-                chunk = await agen.asend(sent)
+                item = await (agen.__anext__() if sent is None else source.asend(sent))
         except StopAsyncIteration:
-            call.end()
+            watch.end()
             return
         except BaseException as exc:
-            call.fail(exc)
+            watch.fail(exc)
             raise
         finally:
-            _deactivate(tokens)
-        call.add_chunk(chunk)
+            watch.exit(token)
+        watch.item(item)
         try:
-            sent = yield chunk
+            sent = yield item
         except GeneratorExit:
             try:
-                await agen.aclose()
+                aclose = getattr(agen, "aclose", None)
+                if aclose is not None:
+                    await aclose()
             finally:
-                _closed_early(call)
+                watch.close()
             raise
         except BaseException as exc:
             thrown = exc
 
 
-class StreamProxy:
-    """Wraps an SDK stream object (``openai.Stream``, ``anthropic.Stream``) a function returned.
+class WatchedStream:
+    """An iterator object (``openai.Stream``, ``anthropic.Stream``, a response body) under a watch.
 
-    Everything but iteration and closing is forwarded, so ``stream.response``
-    and ``with stream:`` keep working.
+    Everything but iteration and closing is forwarded, so ``stream.response`` and ``with stream:``
+    keep working. Attribute names are prefixed so they never shadow the wrapped object's.
     """
 
-    def __init__(self, stream: Any, call: LLMCall) -> None:
-        self._llm_otel_stream = stream
-        self._llm_otel_call = call
+    def __init__(self, source: Any, watch: StreamWatch) -> None:
+        self._llm_otel_source = source
+        self._llm_otel_watch = watch
         self._llm_otel_iter: Iterator[Any] | None = None
+        self._llm_otel_done = False
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._llm_otel_stream, name)
+        return getattr(self._llm_otel_source, name)
 
-    def __iter__(self) -> StreamProxy:
+    def __iter__(self) -> WatchedStream:
         return self
 
     def __next__(self) -> Any:
-        call = self._llm_otel_call
+        watch = self._llm_otel_watch
         if self._llm_otel_iter is None:
-            self._llm_otel_iter = iter(self._llm_otel_stream)
+            self._llm_otel_iter = iter(self._llm_otel_source)
+        token = watch.enter()
         try:
-            chunk = next(self._llm_otel_iter)
+            item = next(self._llm_otel_iter)
         except StopIteration:
-            call.end()
+            self._llm_otel_finish(watch.end)
             raise
         except BaseException as exc:
-            call.fail(exc)
+            if not self._llm_otel_done:
+                self._llm_otel_done = True
+                watch.fail(exc)
             raise
-        call.add_chunk(chunk)
-        return chunk
+        finally:
+            watch.exit(token)
+        watch.item(item)
+        return item
 
-    def __enter__(self) -> StreamProxy:
-        enter = getattr(self._llm_otel_stream, "__enter__", None)
+    def __enter__(self) -> WatchedStream:
+        enter = getattr(self._llm_otel_source, "__enter__", None)
         if enter is not None:
             enter()
         return self
 
     def __exit__(self, *exc_info: Any) -> Any:
         try:
-            exit_ = getattr(self._llm_otel_stream, "__exit__", None)
+            exit_ = getattr(self._llm_otel_source, "__exit__", None)
             return exit_(*exc_info) if exit_ is not None else None
         finally:
-            if not self._llm_otel_call.ended:
-                _closed_early(self._llm_otel_call)
+            self._llm_otel_finish(self._llm_otel_watch.close)
 
     def close(self) -> None:
         try:
-            close = getattr(self._llm_otel_stream, "close", None)
+            close = getattr(self._llm_otel_source, "close", None)
             if close is not None:
                 close()
         finally:
-            if not self._llm_otel_call.ended:
-                _closed_early(self._llm_otel_call)
+            self._llm_otel_finish(self._llm_otel_watch.close)
 
     def __del__(self) -> None:
-        call = self.__dict__.get("_llm_otel_call")
-        if call is not None and not call.ended:
-            _closed_early(call)
+        if not self.__dict__.get("_llm_otel_done", True):
+            self._llm_otel_finish(self._llm_otel_watch.close)
+
+    def _llm_otel_finish(self, hook: Any) -> None:
+        if not self._llm_otel_done:
+            self._llm_otel_done = True
+            hook()
 
 
-class AsyncStreamProxy:
-    def __init__(self, stream: Any, call: LLMCall) -> None:
-        self._llm_otel_stream = stream
-        self._llm_otel_call = call
+class AsyncWatchedStream:
+    """The async counterpart of ``WatchedStream`` (``openai.AsyncStream``, async response bodies)."""
+
+    def __init__(self, source: Any, watch: StreamWatch) -> None:
+        self._llm_otel_source = source
+        self._llm_otel_watch = watch
         self._llm_otel_iter: AsyncIterator[Any] | None = None
+        self._llm_otel_done = False
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._llm_otel_stream, name)
+        return getattr(self._llm_otel_source, name)
 
-    def __aiter__(self) -> AsyncStreamProxy:
+    def __aiter__(self) -> AsyncWatchedStream:
         return self
 
     async def __anext__(self) -> Any:
-        call = self._llm_otel_call
+        watch = self._llm_otel_watch
         if self._llm_otel_iter is None:
-            self._llm_otel_iter = self._llm_otel_stream.__aiter__()
+            self._llm_otel_iter = self._llm_otel_source.__aiter__()
+        token = watch.enter()
         try:
-            chunk = await self._llm_otel_iter.__anext__()
+            item = await self._llm_otel_iter.__anext__()
         except StopAsyncIteration:
-            call.end()
+            self._llm_otel_finish(watch.end)
             raise
         except BaseException as exc:
-            call.fail(exc)
+            if not self._llm_otel_done:
+                self._llm_otel_done = True
+                watch.fail(exc)
             raise
-        call.add_chunk(chunk)
-        return chunk
+        finally:
+            watch.exit(token)
+        watch.item(item)
+        return item
 
-    async def __aenter__(self) -> AsyncStreamProxy:
-        enter = getattr(self._llm_otel_stream, "__aenter__", None)
+    async def __aenter__(self) -> AsyncWatchedStream:
+        enter = getattr(self._llm_otel_source, "__aenter__", None)
         if enter is not None:
             await enter()
         return self
 
     async def __aexit__(self, *exc_info: Any) -> Any:
         try:
-            exit_ = getattr(self._llm_otel_stream, "__aexit__", None)
+            exit_ = getattr(self._llm_otel_source, "__aexit__", None)
             return await exit_(*exc_info) if exit_ is not None else None
         finally:
-            if not self._llm_otel_call.ended:
-                _closed_early(self._llm_otel_call)
+            self._llm_otel_finish(self._llm_otel_watch.close)
 
     async def close(self) -> None:
         try:
-            close = getattr(self._llm_otel_stream, "close", None)
+            close = getattr(self._llm_otel_source, "close", None)
             if close is not None:
                 await close()
         finally:
-            if not self._llm_otel_call.ended:
-                _closed_early(self._llm_otel_call)
+            self._llm_otel_finish(self._llm_otel_watch.close)
+
+    async def aclose(self) -> None:
+        try:
+            aclose = getattr(self._llm_otel_source, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        finally:
+            self._llm_otel_finish(self._llm_otel_watch.close)
 
     def __del__(self) -> None:
-        call = self.__dict__.get("_llm_otel_call")
-        if call is not None and not call.ended:
-            _closed_early(call)
+        if not self.__dict__.get("_llm_otel_done", True):
+            self._llm_otel_finish(self._llm_otel_watch.close)
+
+    def _llm_otel_finish(self, hook: Any) -> None:
+        if not self._llm_otel_done:
+            self._llm_otel_done = True
+            hook()
 
 
-_NOT_ITERATORS: set[type] = {dict, list, tuple, str, bytes, type(None)}
-_NOT_ITERATORS_MAX = 512
+def traced_generator(gen: Generator[Any, Any, Any], call: LLMCall) -> Generator[Any, Any, Any]:
+    return watch_generator(gen, CallWatch(call, activate=True))
+
+
+def traced_async_generator(agen: AsyncGenerator[Any, Any], call: LLMCall) -> AsyncGenerator[Any, Any]:
+    return watch_async_generator(agen, CallWatch(call, activate=True))
+
+
+_NOT_ITERATORS: Memo[type, bool] = Memo(512, dict.fromkeys((dict, list, tuple, str, bytes, type(None)), True))
 
 
 def maybe_stream(value: Any) -> bool:
     """Cheap first test for a call's result: only iterator types can be SDK streams (cached per type)."""
     cls = type(value)
-    if cls in _NOT_ITERATORS:
+    if cls in _NOT_ITERATORS.data:
         return False
     try:
         iterator = hasattr(cls, "__next__") or hasattr(cls, "__anext__")
     except Exception:  # a hostile metaclass: let the full checks decide
         return True
-    if not iterator and len(_NOT_ITERATORS) < _NOT_ITERATORS_MAX:
-        _NOT_ITERATORS.add(cls)
+    if not iterator:
+        _NOT_ITERATORS.admit(cls, True)
     return iterator
 
 
@@ -296,21 +376,20 @@ def is_async_sdk_stream(value: Any) -> bool:
 
 # The SDKs' stream helpers (``client.chat.completions.stream(...)``, ``client.responses.stream(...)``,
 # ``client.messages.stream(...)``) return a manager that sends the request only when entered.
-_MANAGER_TYPES: dict[type, bool] = {}
+_MANAGER_TYPES: Memo[type, bool] = Memo(512)
 _SDK_ROOTS = ("openai", "anthropic")
 
 
 def is_stream_manager(value: Any) -> bool:
     """An SDK stream manager: a context manager from openai/anthropic named ``*StreamManager``."""
     cls = type(value)
-    found = _MANAGER_TYPES.get(cls)
+    found = _MANAGER_TYPES.data.get(cls)
     if found is None:
         try:
             found = cls.__name__.endswith("StreamManager") and cls.__module__.partition(".")[0] in _SDK_ROOTS
         except Exception:  # a hostile class
             found = False
-        if len(_MANAGER_TYPES) < _NOT_ITERATORS_MAX:
-            _MANAGER_TYPES[cls] = found
+        _MANAGER_TYPES.admit(cls, found)
     return found
 
 
@@ -353,14 +432,15 @@ class StreamManagerProxy:
 
     def __enter__(self) -> Any:
         call = self._llm_otel_call
-        tokens = _activate(call, trace.set_span_in_context(call.span))
+        watch = CallWatch(call, activate=True)  # the request is sent with the call current
+        tokens = watch.enter()
         try:
             self._llm_otel_stream = self._llm_otel_manager.__enter__()
         except BaseException as exc:
             call.fail(exc)
             raise
         finally:
-            _deactivate(tokens)
+            watch.exit(tokens)
         return self._llm_otel_stream
 
     def __exit__(self, *exc_info: Any) -> Any:
@@ -371,14 +451,15 @@ class StreamManagerProxy:
 
     async def __aenter__(self) -> Any:
         call = self._llm_otel_call
-        tokens = _activate(call, trace.set_span_in_context(call.span))
+        watch = CallWatch(call, activate=True)  # the request is sent with the call current
+        tokens = watch.enter()
         try:
             self._llm_otel_stream = await self._llm_otel_manager.__aenter__()
         except BaseException as exc:
             call.fail(exc)
             raise
         finally:
-            _deactivate(tokens)
+            watch.exit(tokens)
         return self._llm_otel_stream
 
     async def __aexit__(self, *exc_info: Any) -> Any:
@@ -390,7 +471,7 @@ class StreamManagerProxy:
     def __del__(self) -> None:
         call = self.__dict__.get("_llm_otel_call")
         if call is not None and not call.ended:
-            _closed_early(call)
+            call.end(outcome=n.STREAM_CLOSED_EARLY)
 
 
 def _end_managed(call: LLMCall, stream: Any, error: BaseException | None) -> None:

@@ -13,6 +13,7 @@ it never creates a Meter or an instrument, never computes cost, and never import
 >>> adapter.count_unknown_input("my_framework", "run_id_missing")
 >>> adapter.span_name(name), adapter.span_attributes(attrs)   # bounded before they reach the SDK
 >>> span.set_attribute(adapter.names.GEN_AI_TOOL_NAME, "search")
+>>> body = adapter.WatchedStream(body, MyWatch())          # follow a stream to its end, failure or close
 
 Read ``current()`` (or call ``tracer()``) at event time, never at construction, so a later
 ``configure()`` takes effect everywhere at once. See docs/adapters.md.
@@ -36,14 +37,24 @@ from llm_otel._errors import record_error as _record_error
 from llm_otel._log import internal_error, log_once, never_raises
 from llm_otel._retrieved import add_retrieved_context
 from llm_otel._runtime import Telemetry, current
+from llm_otel._streams import (
+    AsyncWatchedStream,
+    StreamWatch,
+    WatchedStream,
+    watch_async_generator,
+    watch_generator,
+)
 
 __all__ = [
     "CANCELLED",
     "CLOSED_EARLY",
+    "AsyncWatchedStream",
     "CallSpec",
     "LLMCall",
     "RequestRollup",
+    "StreamWatch",
     "Telemetry",
+    "WatchedStream",
     "add_retrieved_context",
     "capture_text",
     "clean_text",
@@ -65,6 +76,8 @@ __all__ = [
     "span_name",
     "start_call",
     "tracer",
+    "watch_async_generator",
+    "watch_generator",
 ]
 
 CLOSED_EARLY = names.STREAM_CLOSED_EARLY
