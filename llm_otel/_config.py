@@ -63,6 +63,15 @@ def parse_positive_int(text: str) -> int:
     return value
 
 
+def parse_semconv_opt_in(text: str) -> str:
+    """OTEL_SEMCONV_STABILITY_OPT_IN is a comma-separated list shared with other instrumentations
+    (``http``, ``database``...): only ``gen_ai_latest_experimental`` matters here, and no other
+    value is an error. Returns ``gen_ai_latest_experimental`` or ``default``."""
+    from llm_otel._names import SEMCONV_DEFAULT, SEMCONV_LATEST
+
+    return SEMCONV_LATEST if SEMCONV_LATEST in (part.strip() for part in str(text).split(",")) else SEMCONV_DEFAULT
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str
@@ -97,6 +106,9 @@ SETTINGS: tuple[Setting, ...] = (
             "otlp, console or none; none with no `metric_readers` records no metrics at all."),
     Setting("capture_content", ("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT",), False, parse_bool,
             "Record prompts and completions on spans (redacted). Off by default."),
+    Setting("semconv_stability_opt_in", ("OTEL_SEMCONV_STABILITY_OPT_IN",), "default", parse_semconv_opt_in,
+            "GenAI semantic conventions: v1.41.0 names by default; gen_ai_latest_experimental in the "
+            "comma-separated list emits the newer names (docs/metrics.md, both sets)."),
     Setting("cardinality_limit", ("LLM_OTEL_CARDINALITY_LIMIT",), 100, parse_positive_int,
             "Distinct values per metric attribute before folding into _other."),
     Setting("metric_export_interval_ms", ("OTEL_METRIC_EXPORT_INTERVAL",), 10000, parse_positive_int,
