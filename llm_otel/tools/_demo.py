@@ -139,6 +139,11 @@ def _points(data: MetricsData | None) -> Iterable[tuple[str, Any]]:
                     yield metric.name, point
 
 
+# either conventions mode (OTEL_SEMCONV_STABILITY_OPT_IN) names these differently
+_DURATIONS = frozenset({n.OPERATION_DURATION.name, n.INFERENCE_DURATION.name})
+_FIRST_CHUNKS = frozenset({n.TIME_TO_FIRST_CHUNK.name, n.INFERENCE_TIME_TO_FIRST_CHUNK.name})
+
+
 def summarize(data: MetricsData | None) -> list[ModelRow]:
     """Per request model, from the kit's metrics (sorted by model name)."""
     rows: dict[str, ModelRow] = {}
@@ -147,10 +152,10 @@ def summarize(data: MetricsData | None) -> list[ModelRow]:
         if not isinstance(model, str):
             continue
         row = rows.setdefault(model, ModelRow(model))
-        if name == n.OPERATION_DURATION.name:
+        if name in _DURATIONS:
             row.requests += point.count
             row.latency.add(point)
-        elif name == n.TIME_TO_FIRST_CHUNK.name:
+        elif name in _FIRST_CHUNKS:
             row.first_chunk.add(point)
         elif name == n.TOKENS_INPUT.name:
             row.input_tokens += int(point.value)
