@@ -41,6 +41,7 @@ __all__ = [
     "StackError",
     "StackInfo",
     "StackPorts",
+    "build_collector",
     "collector_binary",
     "collector_cache_path",
     "collector_environment",
@@ -53,7 +54,7 @@ __all__ = [
 ]
 
 COLLECTOR_BINARY_NAME = "otelcol-llm"
-BUILD_COMMAND = "bash scripts/build-collector.sh"
+BUILD_COMMAND = "llm-otel stack build"
 LOCALHOST = "127.0.0.1"
 StackMode = Literal["native", "docker"]
 
@@ -284,7 +285,8 @@ def collector_binary() -> Path:
     if not _is_executable(path):
         raise StackError(
             f"the llm-otel Collector is not built yet (expected {path}); build it once with "
-            f"`{BUILD_COMMAND}` from the llm-otel checkout (needs Go), or set LLM_OTEL_COLLECTOR_BIN"
+            f"`{BUILD_COMMAND}` (or `bash scripts/build-collector.sh` in a checkout; needs Go and the Go "
+            "module proxy, a few minutes), or set LLM_OTEL_COLLECTOR_BIN"
         )
     return path
 
@@ -303,6 +305,21 @@ def _prometheus_binary() -> Path:
 
 def _is_executable(path: Path) -> bool:
     return path.is_file() and os.access(path, os.X_OK)
+
+
+def build_collector(*, print_path: bool = False) -> int:
+    """Run the build script the package carries (``scripts/build-collector.sh``, reached through
+    ``llm_otel/build-collector.sh``) on the manifest of :func:`observability_dir`; a cached build
+    returns at once. Output goes to the terminal; returns the script's exit code."""
+    script = Path(__file__).resolve().parent / "build-collector.sh"
+    if not script.is_file():
+        raise StackError(f"the collector build script is missing ({script}); reinstall llm-otel")
+    bash = shutil.which("bash")
+    if bash is None:
+        raise StackError("building the collector needs bash (and Go); or set LLM_OTEL_COLLECTOR_BIN to a built one")
+    env = {**os.environ, "LLM_OTEL_COLLECTOR_MANIFEST": str(observability_dir() / "collector" / "builder-config.yaml")}
+    command = [bash, str(script), *(["--print-path"] if print_path else [])]
+    return subprocess.run(command, env=env, check=False).returncode
 
 
 # --------------------------------------------------------------------------- rendering

@@ -15,6 +15,8 @@ def _stack(args: argparse.Namespace) -> int:
 
     run_dir = Path(args.run_dir) if args.run_dir else None
     try:
+        if args.action == "build":
+            return _stack.build_collector()
         if args.action == "up":
             ports = _stack.StackPorts.parse(args.ports) if args.ports else None
             info = _stack.stack_up(run_dir, mode=args.mode, with_prometheus=not args.no_prometheus, ports=ports)
@@ -52,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     stack = commands.add_parser("stack", help="start, stop or inspect the bundled Collector + Prometheus stack")
-    stack.add_argument("action", choices=("up", "down", "status"))
+    stack.add_argument("action", choices=("up", "down", "status", "build"),
+                       help="build: compile the Collector the native stack runs, once (needs Go; cached)")
     stack.add_argument("--run-dir", help="where logs, pids and rendered configs live (default ./.run/stack)")
     stack.add_argument("--mode", choices=("auto", "native", "docker"), default="auto",
                        help="docker compose when a Docker engine answers (auto), or native processes")
