@@ -114,6 +114,7 @@ class LLMCall:
     _input_messages: Any = None
     _retrieved: tuple[str, ...] | None = None  # passages given for this call (set_retrieved_context)
     _span_provider: str | None = None  # the provider attribute the span started with
+    _span_server: tuple[str | None, int | None] = (None, None)  # the server the span started with
     _start = 0.0
     _context: otel_context.Context | None = None  # the span's context, reused for exemplars
     _token: object | None = None
@@ -417,6 +418,7 @@ class LLMCall:
     def _start_attributes(self, *, cacheable: bool = False) -> Mapping[str, Any]:
         """The span's first attributes; the SDK copies them, so a call site's set is built once."""
         self._span_provider = self.provider
+        self._span_server = (self.server_address, self.server_port)
         cache = self.spec.start_attribute_sets if cacheable and not self._request_attributes else None
         site_key = (self.provider, self.request_model, self.server_address, self.server_port)
         if cache is not None:
@@ -654,6 +656,10 @@ class LLMCall:
         if request_model and not self.request_model:
             span.update_name(f"{self.spec.operation} {request_model}")
             attributes[n.GEN_AI_REQUEST_MODEL] = request_model
+        if self.server_address and (self.server_address, self.server_port) != self._span_server:  # set late
+            attributes[n.SERVER_ADDRESS] = self.server_address
+            if self.server_port:
+                attributes[n.SERVER_PORT] = self.server_port
         for key, value in (
             (n.GEN_AI_RESPONSE_MODEL, facts.response_model),
             (n.GEN_AI_RESPONSE_ID, facts.response_id),

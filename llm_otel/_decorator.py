@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 from collections.abc import Callable
@@ -211,9 +212,11 @@ def _finish(call: LLMCall, result: Any) -> Any:
     if maybe_stream(result):
         if is_sdk_stream(result):
             call.deactivate()
+            _server_of(call, result)
             return StreamProxy(result, call)
         if is_async_sdk_stream(result):
             call.deactivate()
+            _server_of(call, result)
             return AsyncStreamProxy(result, call)
     elif is_stream_manager(result):  # the request is sent when the caller enters it
         call.deactivate()
@@ -221,6 +224,14 @@ def _finish(call: LLMCall, result: Any) -> Any:
     call.set_response(result)
     call.end()
     return result
+
+
+def _server_of(call: LLMCall, stream: Any) -> None:
+    """An SDK stream carries its HTTP response, whose request names the server (server.address/port)."""
+    if call.server_address is None:
+        # a stream without the usual response: no server attribute, nothing else lost
+        with contextlib.suppress(Exception):
+            call.set_server(str(stream.response.request.url))
 
 
 @overload

@@ -204,3 +204,35 @@ def test_latest_mode_emits_the_newer_metric_and_span_names(latest: CapturedTelem
     assert failed.value == 0 and n.ERROR_TYPE not in failed.attributes
     # the kit's own instruments are the same in both modes
     assert latest.counter(n.TOKENS_INPUT.name) == 10 + 55 + 8
+
+
+def test_server_set_after_start_reaches_the_span(telemetry: CapturedTelemetry) -> None:
+    call = start_call(provider="openai", model="gpt-4o-mini")
+    call.set_server("http://10.0.0.5:8000/v1")
+    call.set_response(chat_response())
+    call.end()
+    attributes = dict(telemetry.span("chat gpt-4o-mini").attributes or {})
+    assert (attributes[n.SERVER_ADDRESS], attributes[n.SERVER_PORT]) == ("10.0.0.5", 8000)
+
+
+def test_sdk_stream_names_its_server(telemetry: CapturedTelemetry) -> None:
+    import openai
+
+    from llm_otel.devserver import StandInServer
+
+    with StandInServer() as server, openai.OpenAI(base_url=server.openai_base_url, api_key="test",
+                                                  max_retries=0) as client:
+        @llm_otel.traced_llm(provider="openai", model="gpt-4o-mini")
+        def chat() -> Any:
+            return client.chat.completions.create(
+                model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], stream=True,
+                stream_options={"include_usage": True})
+
+        with chat() as stream:
+            chunks = list(stream)
+        port = int(server.openai_base_url.split(":")[2].split("/")[0])
+    assert len(chunks) > 2
+    attributes = dict(telemetry.span("chat gpt-4o-mini").attributes or {})
+    assert (attributes[n.SERVER_ADDRESS], attributes[n.SERVER_PORT]) == ("127.0.0.1", port)
+    assert attributes[n.GEN_AI_REQUEST_STREAM] is True
+    assert telemetry.histogram_count(n.TIME_PER_OUTPUT_CHUNK.name, {n.SERVER_PORT: str(port)}) == len(chunks) - 1
