@@ -717,6 +717,12 @@ class LLMCall:
                               provider: str | None, request_model: str | None) -> None:
         """The conventions' ``gen_ai.client.operation.exception`` event: a log record at WARN,
         in the call span's context, so a log backend links it to the trace."""
+        logger = self.telemetry.event_logger
+        assert logger is not None
+        enabled = getattr(logger, "enabled", None)  # API >= 1.40: skip the stack trace nobody receives
+        if enabled is not None and not enabled(severity_number=SeverityNumber.WARN,
+                                               event_name=n.GEN_AI_CLIENT_OPERATION_EXCEPTION):
+            return
         attributes: dict[str, Any] = {
             n.GEN_AI_OPERATION_NAME: self.spec.operation,
             n.GEN_AI_PROVIDER_NAME: provider or n.UNKNOWN_VALUE,
@@ -735,8 +741,7 @@ class LLMCall:
         else:
             attributes[n.EXCEPTION_TYPE] = error
         try:
-            assert self.telemetry.event_logger is not None
-            self.telemetry.event_logger.emit(
+            logger.emit(
                 event_name=n.GEN_AI_CLIENT_OPERATION_EXCEPTION,
                 severity_number=SeverityNumber.WARN,
                 severity_text="WARN",

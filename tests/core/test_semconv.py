@@ -236,3 +236,18 @@ def test_sdk_stream_names_its_server(telemetry: CapturedTelemetry) -> None:
     assert (attributes[n.SERVER_ADDRESS], attributes[n.SERVER_PORT]) == ("127.0.0.1", port)
     assert attributes[n.GEN_AI_REQUEST_STREAM] is True
     assert telemetry.histogram_count(n.TIME_PER_OUTPUT_CHUNK.name, {n.SERVER_PORT: str(port)}) == len(chunks) - 1
+
+
+def test_without_a_logger_provider_no_event_is_built(telemetry: CapturedTelemetry,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import traceback
+
+    formatted: list[object] = []
+    monkeypatch.setattr(traceback, "format_exception", lambda *a, **k: formatted.append(a) or [])
+    call = start_call(provider="openai", model="gpt-4o-mini")
+    call.fail(RuntimeError("down"))
+    # the global provider is the API's no-op: nothing receives the event, so no stack trace is
+    # formatted for it (the SDK formats one for the span's own exception event: one argument)
+    assert [args for args in formatted if len(args) == 3] == []  # type: ignore[arg-type]
+    assert len(formatted) == 1
+    assert telemetry.span("chat gpt-4o-mini").status.status_code.name == "ERROR"
