@@ -53,6 +53,25 @@ def _over_cap(bounded: Mapping[str, str], provider_key: str, response_key: str, 
     return bounded.get(request_key) == n.OVERFLOW_VALUE and (response is None or response == n.OVERFLOW_VALUE)
 
 
+def server_of(address: Any, port: Any = None) -> tuple[str | None, int | None]:
+    """``(host, port)`` from a host and port or a base URL; ``(None, None)`` when unusable (never raises)."""
+    try:
+        if isinstance(address, str) and "://" in address:
+            parsed = urlsplit(address)
+            address = parsed.hostname
+            if port is None:
+                port = parsed.port or _SCHEME_PORTS.get(parsed.scheme)
+        if not isinstance(address, str) or not address:
+            return None, None
+        if isinstance(port, int) and not isinstance(port, bool) and 0 < port < 65536:
+            return address, port
+        return address, None
+    except Exception as exc:  # a malformed URL (bad port) costs the attribute, never the call
+        log_once("server:bad-url", "llm-otel: server address %r not understood (%s); not recorded",
+                 address, type(exc).__name__)
+        return None, None
+
+
 @dataclass(frozen=True)
 class CallSpec:
     """What is known before the call: fixed at decoration time, reused for every call."""
@@ -65,6 +84,8 @@ class CallSpec:
     prompt_version: str | None = None
     usage: UsageReader | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
+    server_address: str | None = None  # already parsed (server_of)
+    server_port: int | None = None
 
     @functools.cached_property
     def static_labels(self) -> dict[str, str]:
@@ -137,9 +158,11 @@ class LLMCall:
     ) -> None:
         if wire:
             self.wire = True
-        self.spec = spec or CallSpec()
-        if server_address is not None or server_port is not None:
+        self.spec = spec = spec or CallSpec()
+        if server_address is not None:
             self.set_server(server_address, server_port)
+        elif spec.server_address is not None:
+            self.server_address, self.server_port = spec.server_address, spec.server_port
         self.telemetry = telemetry or current()
         self.request_model = model or self.spec.model
         self.provider = provider or self.spec.provider
@@ -316,19 +339,9 @@ class LLMCall:
         """The GenAI server called: a host name (or IP) and port, or the client's base URL
         (``https://api.openai.com/v1``: host and port are taken from it, the scheme's port
         when it names none). Anything unusable is ignored."""
-        try:
-            if isinstance(address, str) and "://" in address:
-                parsed = urlsplit(address)
-                address = parsed.hostname
-                if port is None:
-                    port = parsed.port or _SCHEME_PORTS.get(parsed.scheme)
-            if isinstance(address, str) and address:
-                self.server_address = address
-                if isinstance(port, int) and not isinstance(port, bool) and 0 < port < 65536:
-                    self.server_port = port
-        except Exception as exc:  # a malformed URL (bad port) costs the attribute, never the call
-            log_once("server:bad-url", "llm-otel: server address %r not understood (%s); not recorded",
-                     address, type(exc).__name__)
+        host, number = server_of(address, port)
+        if host is not None:
+            self.server_address, self.server_port = host, number
 
     def set_request_model(self, model: str | None) -> None:
         if isinstance(model, str) and model and not self.request_model:

@@ -251,3 +251,18 @@ def test_without_a_logger_provider_no_event_is_built(telemetry: CapturedTelemetr
     assert [args for args in formatted if len(args) == 3] == []  # type: ignore[arg-type]
     assert len(formatted) == 1
     assert telemetry.span("chat gpt-4o-mini").status.status_code.name == "ERROR"
+
+
+def test_decorator_takes_the_clients_base_url(telemetry: CapturedTelemetry) -> None:
+    @llm_otel.traced_llm(provider="openai", model="gpt-4o-mini", server_address="https://llm.example:8443/v1")
+    def chat() -> dict[str, Any]:
+        return chat_response()
+
+    chat()
+    chat()
+    spans = [s for s in telemetry.spans() if s.name == "chat gpt-4o-mini"]
+    assert len(spans) == 2
+    attributes = dict(spans[1].attributes or {})
+    assert (attributes[n.SERVER_ADDRESS], attributes[n.SERVER_PORT]) == ("llm.example", 8443)
+    assert telemetry.histogram_count(n.OPERATION_DURATION.name, {n.SERVER_ADDRESS: "llm.example",
+                                                                 n.SERVER_PORT: "8443"}) == 2

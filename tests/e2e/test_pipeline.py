@@ -164,6 +164,10 @@ def test_requests_errors_rate_limits_and_unpriced(pipeline: tuple[StackInfo, Tru
     # three chunks a stream: two gaps after the first
     assert scalar(info, f'sum({names["chunk_gaps"]}{{job="{JOB}"}})') == 2 * truth.streams
     assert query(info, f'{names["absent"]}{{job="{JOB}"}}') == []  # the other mode's name is not emitted
+    # the call site named its server: labels on the series, as the conventions ask
+    servers = query(info, f'count by (server_address, server_port) ({names["requests"]}{{job="{JOB}",server_address!=""}})')
+    assert [(row["metric"]["server_address"], row["metric"]["server_port"]) for row in servers] == [
+        ("api.openai.com", "443")]
     assert scalar(info, f'sum(llm_otel_input_unknown_total{{job="{JOB}"}})') == truth.bad_input
 
 
