@@ -129,12 +129,11 @@ GEN_AI_TOKEN_MODALITY = "gen_ai.token.modality"
 TOKEN_MODALITY_UNKNOWN = "unknown"  # providers report no per-modality split the kit reads
 # Operations the latest conventions call inference (gen_ai.client.inference.* metrics).
 INFERENCE_OPERATIONS: frozenset[str] = frozenset({OP_CHAT, OP_TEXT_COMPLETION, OP_GENERATE_CONTENT})
-# Span attribute renames the latest mode applies to what the call site gave (metric labels keep
+# Span attribute renames the latest mode applies to the call site's labels (metric labels keep
 # the kit's llm.prompt.* keys in both modes: the conventions define no prompt labels on metrics).
 LATEST_SPAN_KEYS: dict[str, str] = {
     LLM_PROMPT_NAME: GEN_AI_PROMPT_NAME,
     LLM_PROMPT_VERSION: GEN_AI_PROMPT_VERSION,
-    GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS: GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS,
 }
 
 # Attribute keys allowed on metrics (bounded by the cardinality guard).
