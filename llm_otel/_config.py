@@ -7,6 +7,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from llm_otel._names import SEMCONV_DEFAULT, SEMCONV_LATEST, SEMCONV_OPT_IN_ENV
+
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -67,8 +69,6 @@ def parse_semconv_opt_in(text: str) -> str:
     """OTEL_SEMCONV_STABILITY_OPT_IN is a comma-separated list shared with other instrumentations
     (``http``, ``database``...): only ``gen_ai_latest_experimental`` matters here, and no other
     value is an error. Returns ``gen_ai_latest_experimental`` or ``default``."""
-    from llm_otel._names import SEMCONV_DEFAULT, SEMCONV_LATEST
-
     return SEMCONV_LATEST if SEMCONV_LATEST in (part.strip() for part in str(text).split(",")) else SEMCONV_DEFAULT
 
 
@@ -106,7 +106,7 @@ SETTINGS: tuple[Setting, ...] = (
             "otlp, console or none; none with no `metric_readers` records no metrics at all."),
     Setting("capture_content", ("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT",), False, parse_bool,
             "Record prompts and completions on spans (redacted). Off by default."),
-    Setting("semconv_stability_opt_in", ("OTEL_SEMCONV_STABILITY_OPT_IN",), "default", parse_semconv_opt_in,
+    Setting("semconv_stability_opt_in", (SEMCONV_OPT_IN_ENV,), SEMCONV_DEFAULT, parse_semconv_opt_in,
             "GenAI semantic conventions: v1.41.0 names by default; gen_ai_latest_experimental in the "
             "comma-separated list emits the newer names (docs/metrics.md, both sets)."),
     Setting("cardinality_limit", ("LLM_OTEL_CARDINALITY_LIMIT",), 100, parse_positive_int,

@@ -311,7 +311,7 @@ def build_collector(*, print_path: bool = False) -> int:
     """Run the build script the package carries (``scripts/build-collector.sh``, reached through
     ``llm_otel/build-collector.sh``) on the manifest of :func:`observability_dir`; a cached build
     returns at once. Output goes to the terminal; returns the script's exit code."""
-    script = Path(__file__).resolve().parent / "build-collector.sh"
+    script = Path(__file__).resolve().parents[1] / "build-collector.sh"  # llm_otel/build-collector.sh
     if not script.is_file():
         raise StackError(f"the collector build script is missing ({script}); reinstall llm-otel")
     bash = shutil.which("bash")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from llm_otel._stack import collector_cache_path
+from llm_otel.tools._stack import collector_cache_path
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,9 +35,15 @@ def _closed_port() -> int:
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
     tmp = tmp_path_factory.mktemp("wheel-user")
+    # build from a clean copy of the tree (links kept as links): a stale build/ in the checkout
+    # would otherwise put modules into the wheel that the tree no longer has
+    source = tmp / "source"
+    shutil.copytree(ROOT, source, symlinks=True, ignore=shutil.ignore_patterns(
+        ".git", "build", "dist", ".run", "*.egg-info", "__pycache__", ".*_cache", ".hypothesis"))
     wheels = tmp / "wheels"
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels),
+         str(source)],
         check=True, timeout=300,
     )
     (wheel,) = wheels.glob("llm_otel-*.whl")
@@ -52,7 +59,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
                                                            "LLM_OTEL_RUN_DIR", "LLM_OTEL_STACK_PORTS")}
     # never a stack someone else runs on the default ports
     env["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{_closed_port()}"
-    where = subprocess.run([str(python), "-c", "import llm_otel, llm_otel._stack as s; "
+    where = subprocess.run([str(python), "-c", "import llm_otel, llm_otel.tools._stack as s; "
                             "print(llm_otel.__file__); print(s.observability_dir())"],
                            cwd=tmp, env=env, capture_output=True, text=True, check=True).stdout.split()
     assert Path(where[0]).resolve().is_relative_to(env_dir.resolve()), where  # the kit comes from the wheel

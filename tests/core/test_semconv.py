@@ -218,7 +218,7 @@ def test_server_set_after_start_reaches_the_span(telemetry: CapturedTelemetry) -
 def test_sdk_stream_names_its_server(telemetry: CapturedTelemetry) -> None:
     import openai
 
-    from llm_otel.devserver import StandInServer
+    from llm_otel.tools.devserver import StandInServer
 
     with StandInServer() as server, openai.OpenAI(base_url=server.openai_base_url, api_key="test",
                                                   max_retries=0) as client:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from llm_otel._stack import StackError, StackPorts, compose_environment
+from llm_otel.tools._stack import StackError, StackPorts, compose_environment
 from tests.stack._support import OBSERVABILITY
 
 
