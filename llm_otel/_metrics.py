@@ -21,6 +21,7 @@ QUALITY_SCOPE = "quality"
 _INPUT = {n.GEN_AI_TOKEN_TYPE: "input"}
 _OUTPUT = {n.GEN_AI_TOKEN_TYPE: "output"}
 _MODALITY = {n.GEN_AI_TOKEN_MODALITY: n.TOKEN_MODALITY_UNKNOWN}
+_NO_EXEMPLAR = Context()  # no span in it: the trace-based exemplar filter offers nothing
 
 
 class TokenTotals:
@@ -232,10 +233,12 @@ class Recorder:
             if time_to_first_chunk_s is not None:
                 self.time_to_first_chunk.record(time_to_first_chunk_s, series.chunk_attributes, context)
             if chunk_gaps:
+                # one observation per chunk: an exemplar on each would cost more than the observation
+                # and link the same trace the duration histogram's exemplar already links
                 record_gap = self.time_per_output_chunk.record
                 chunk_attributes = series.chunk_attributes
                 for gap in chunk_gaps:
-                    record_gap(gap, chunk_attributes, context)
+                    record_gap(gap, chunk_attributes, _NO_EXEMPLAR)
         input_tokens, output_tokens = usage.input_tokens, usage.output_tokens
         if input_tokens is not None or output_tokens is not None:
             self.token_totals.add(series.key, input_tokens, output_tokens)
