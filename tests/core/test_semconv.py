@@ -266,3 +266,32 @@ def test_decorator_takes_the_clients_base_url(telemetry: CapturedTelemetry) -> N
     assert (attributes[n.SERVER_ADDRESS], attributes[n.SERVER_PORT]) == ("llm.example", 8443)
     assert telemetry.histogram_count(n.OPERATION_DURATION.name, {n.SERVER_ADDRESS: "llm.example",
                                                                  n.SERVER_PORT: "8443"}) == 2
+
+
+def test_latest_usage_counters_keep_counting_after_a_second_configure_on_the_same_provider() -> None:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+
+    reader = InMemoryMetricReader()
+    meter_provider, tracer_provider = MeterProvider(metric_readers=[reader]), TracerProvider()
+
+    @llm_otel.traced_llm(provider="openai", model="gpt-4o-mini")
+    def chat() -> dict[str, Any]:
+        return chat_response(prompt_tokens=10, completion_tokens=2)
+
+    try:
+        for _ in range(2):  # the SDK keeps the first callback of a counter name: both setups must feed it
+            llm_otel.configure(meter_provider=meter_provider, tracer_provider=tracer_provider, set_global=False,
+                               semconv_stability_opt_in=n.SEMCONV_LATEST)
+            chat()
+        data = reader.get_metrics_data()
+        assert data is not None
+        totals = [point.value for resource in data.resource_metrics for scope in resource.scope_metrics
+                  for metric in scope.metrics if metric.name == n.USAGE_INPUT_TOKENS.name
+                  for point in metric.data.data_points]
+        assert sum(totals) == 20
+    finally:
+        llm_otel.shutdown()
+        meter_provider.shutdown()
+        tracer_provider.shutdown()
