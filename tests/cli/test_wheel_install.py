@@ -113,24 +113,34 @@ def test_stack_up_with_moved_ports_and_down_from_the_wheel(
         assert groups and all(Path(g["file"]).resolve().is_relative_to(script.parent.parent.resolve())
                               for g in groups), [g["file"] for g in groups]
         # an application sends to the moved OTLP port and its series reach the moved Prometheus
-        app = ("import llm_otel, time\n"
+        # ... through a decorated call site and the openai SDK instrumentor, both from the wheel,
+        # the SDK calling the stand-in server the wheel also carries
+        app = ("import llm_otel, openai\n"
+               "from llm_otel.tools.devserver import StandInServer\n"
                f"llm_otel.configure(service_name='wheel-user', endpoint='http://127.0.0.1:{ports['otlp_grpc']}',"
                " metric_export_interval_ms=500)\n"
+               "assert llm_otel.instrument('openai') == ['openai']\n"
                "@llm_otel.traced_llm(provider='openai', model='gpt-4o-mini')\n"
                "def chat():\n"
                "    return {'id': 'x', 'object': 'chat.completion', 'model': 'gpt-4o-mini', 'choices': [],"
                " 'usage': {'prompt_tokens': 7, 'completion_tokens': 3}}\n"
-               "chat(); llm_otel.shutdown()\n")
-        _run([str(script.parent / "python"), "-c", app], tmp_path, env)
+               "chat()\n"
+               "with StandInServer() as server, openai.OpenAI(base_url=server.openai_base_url, api_key='t',"
+               " max_retries=0) as client:\n"
+               "    done = client.chat.completions.create(model='gpt-4o-mini',"
+               " messages=[{'role': 'user', 'content': 'hi'}])\n"
+               "llm_otel.uninstrument('openai'); llm_otel.shutdown()\n"
+               "print(7 + done.usage.prompt_tokens)\n")
+        expected = float(_run([str(script.parent / "python"), "-c", app], tmp_path, env).split()[-1])
         query = "sum(llm_tokens_input_total{job=\"wheel-user\"})"
         for _ in range(120):  # the shipped 15 s scrape interval
             with urllib.request.urlopen(f"http://127.0.0.1:{ports['prometheus']}/api/v1/query?query="
                                         + urllib.parse.quote(query), timeout=10) as response:
                 result = json.load(response)["data"]["result"]
-            if result:
+            if result and float(result[0]["value"][1]) == expected:
                 break
             time.sleep(0.5)
-        assert result and float(result[0]["value"][1]) == 7
+        assert result and float(result[0]["value"][1]) == expected > 7
     finally:
         down = _run([str(script), "stack", "down", "--run-dir", str(run_dir)], tmp_path, env)
     assert "collector" in down and "prometheus" in down
