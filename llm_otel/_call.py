@@ -9,22 +9,26 @@ from __future__ import annotations
 
 import functools
 import time
+import traceback
+from array import array
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
+from urllib.parse import urlsplit
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry._logs import SeverityNumber
 from opentelemetry.trace import Span, SpanKind
 
 from llm_otel import _bounds as bounds
 from llm_otel import _names as n
 from llm_otel._content import ContentBudget, input_messages_json, output_messages_json
 from llm_otel._context import ambient_labels, current_call, request_rollup
+from llm_otel._errors import bounded_redacted, describe, interruption_of, record_error
 from llm_otel._errors import error_type as classify_error
-from llm_otel._errors import interruption_of, record_error
 from llm_otel._extract import ResponseFacts, facts_from, uneventful_chunk, usage_from_mapping
 from llm_otel._log import internal_error, log_once
 from llm_otel._metrics import Recorder, Series
@@ -38,6 +42,9 @@ from llm_otel._usage import bounded as bounded_usage
 UsageReader = Callable[[Any], Any]
 _START_ATTRIBUTE_SETS_MAX = 64
 _SERIES_MAX = 64  # per call site; model names and error types may be unbounded
+_SCHEME_PORTS = {"https": 443, "http": 80, "wss": 443, "ws": 80}
+_EXCEPTION_MESSAGE_MAX = 1000
+_STACKTRACE_MAX = 8000
 
 
 def _over_cap(bounded: Mapping[str, str], provider_key: str, response_key: str, request_key: str) -> bool:
@@ -46,6 +53,25 @@ def _over_cap(bounded: Mapping[str, str], provider_key: str, response_key: str, 
         return True
     response = bounded.get(response_key)
     return bounded.get(request_key) == n.OVERFLOW_VALUE and (response is None or response == n.OVERFLOW_VALUE)
+
+
+def server_of(address: Any, port: Any = None) -> tuple[str | None, int | None]:
+    """``(host, port)`` from a host and port or a base URL; ``(None, None)`` when unusable (never raises)."""
+    try:
+        if isinstance(address, str) and "://" in address:
+            parsed = urlsplit(address)
+            address = parsed.hostname
+            if port is None:
+                port = parsed.port or _SCHEME_PORTS.get(parsed.scheme)
+        if not isinstance(address, str) or not address:
+            return None, None
+        if isinstance(port, int) and not isinstance(port, bool) and 0 < port < 65536:
+            return address, port
+        return address, None
+    except Exception as exc:  # a malformed URL (bad port) costs the attribute, never the call
+        log_once("server:bad-url", "llm-otel: server address %r not understood (%s); not recorded",
+                 address, type(exc).__name__)
+        return None, None
 
 
 @dataclass(frozen=True)
@@ -60,6 +86,8 @@ class CallSpec:
     prompt_version: str | None = None
     usage: UsageReader | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
+    server_address: str | None = None  # already parsed (server_of)
+    server_port: int | None = None
 
     @functools.cached_property
     def static_labels(self) -> dict[str, str]:
@@ -75,13 +103,13 @@ class CallSpec:
         return static
 
     @functools.cached_property
-    def start_attribute_sets(self) -> dict[tuple[str | None, str | None], dict[str, Any]]:
-        """Span start attributes by (provider, request model), filled by the calls of this site."""
+    def start_attribute_sets(self) -> dict[tuple[Any, ...], dict[str, Any]]:
+        """Span start attributes by (provider, request model, server), filled by the calls of this site."""
         return {}
 
     @functools.cached_property
-    def series_sets(self) -> dict[tuple[str | None, ...], Series]:
-        """Metric series by (provider, request model, response model, error type, outcome), for calls
+    def series_sets(self) -> dict[tuple[Any, ...], Series]:
+        """Metric series by (provider, request model, response model, error type, outcome, server), for calls
         without ambient labels; bounded like ``start_attribute_sets``."""
         return {}
 
@@ -98,11 +126,16 @@ class LLMCall:
     shared_span = False  # a wire call inside another vendor's GenAI span for the same API call
     chunks = 0
     time_to_first_chunk_s: float | None = None
+    _last_chunk_at = 0.0
+    _chunk_gaps: array[float] | None = None  # between chunks after the first (8 bytes each)
+    server_address: str | None = None
+    server_port: int | None = None
     cost_usd: float | None = None
     outcome: str | None = None  # closed_early / cancelled: the call stopped without failing
     _input_messages: Any = None
     _retrieved: tuple[str, ...] | None = None  # passages given for this call (set_retrieved_context)
     _span_provider: str | None = None  # the provider attribute the span started with
+    _span_server: tuple[str | None, int | None] = (None, None)  # the server the span started with
     _start = 0.0
     _context: otel_context.Context | None = None  # the span's context, reused for exemplars
     _token: object | None = None
@@ -120,10 +153,16 @@ class LLMCall:
         request_attributes: Mapping[str, Any] | None = None,
         telemetry: Telemetry | None = None,
         wire: bool = False,
+        server_address: str | None = None,
+        server_port: int | None = None,
     ) -> None:
         if wire:
             self.wire = True
-        self.spec = spec or CallSpec()
+        self.spec = spec = spec or CallSpec()
+        if server_address is not None:
+            self.set_server(server_address, server_port)
+        elif spec.server_address is not None:
+            self.server_address, self.server_port = spec.server_address, spec.server_port
         self.telemetry = telemetry or current()
         model = model or self.spec.model
         provider = provider or self.spec.provider
@@ -219,9 +258,16 @@ class LLMCall:
             internal_error("call.set_response", exc)
 
     def add_chunk(self, chunk: Any) -> None:
-        """One streamed chunk or event: the first sets time to first chunk."""
+        """One streamed chunk or event: the first sets time to first chunk, later ones the time per chunk."""
+        now = time.perf_counter()
         if self.chunks == 0:
-            self.time_to_first_chunk_s = time.perf_counter() - self._start
+            self.time_to_first_chunk_s = now - self._start
+        else:
+            gaps = self._chunk_gaps
+            if gaps is None:
+                gaps = self._chunk_gaps = array("d")
+            gaps.append(now - self._last_chunk_at)
+        self._last_chunk_at = now
         self.chunks += 1
         self.streaming = True
         try:
@@ -291,6 +337,14 @@ class LLMCall:
     def set_provider(self, provider: str | None) -> None:
         if isinstance(provider, str) and provider:
             self.provider = bounds.label(provider)
+
+    def set_server(self, address: str | None, port: int | None = None) -> None:
+        """The GenAI server called: a host name (or IP) and port, or the client's base URL
+        (``https://api.openai.com/v1``: host and port are taken from it, the scheme's port
+        when it names none). Anything unusable is ignored."""
+        host, number = server_of(address, port)
+        if host is not None:
+            self.server_address, self.server_port = host, number
 
     def set_request_model(self, model: str | None) -> None:
         if isinstance(model, str) and model and not self.request_model:
@@ -380,16 +434,26 @@ class LLMCall:
     def _start_attributes(self, *, cacheable: bool = False) -> Mapping[str, Any]:
         """The span's first attributes; the SDK copies them, so a call site's set is built once."""
         self._span_provider = self.provider
+        self._span_server = (self.server_address, self.server_port)
         cache = self.spec.start_attribute_sets if cacheable and not self._request_attributes else None
+        site_key = (self.provider, self.request_model, self.server_address, self.server_port)
         if cache is not None:
-            found = cache.get((self.provider, self.request_model))
+            found = cache.get(site_key)
             if found is not None:
                 return found
         attributes: dict[str, Any] = dict(self.labels)
+        if self.telemetry.semconv == n.SEMCONV_LATEST:
+            for old, new in n.LATEST_SPAN_KEYS.items():
+                if old in attributes:
+                    attributes[new] = attributes.pop(old)
         if self.provider:
             attributes[n.GEN_AI_PROVIDER_NAME] = self.provider
         if self.request_model:
             attributes[n.GEN_AI_REQUEST_MODEL] = self.request_model
+        if self.server_address:
+            attributes[n.SERVER_ADDRESS] = self.server_address
+            if self.server_port:
+                attributes[n.SERVER_PORT] = self.server_port
         if self._request_attributes:
             try:
                 cap = self.telemetry.settings.get("attribute_max_length", bounds.DEFAULT_ATTRIBUTE_MAX_CHARS)
@@ -399,7 +463,7 @@ class LLMCall:
             except Exception as exc:  # a hostile mapping costs its attributes only
                 internal_error("call.request_attributes", exc)
         if cache is not None and len(cache) < _START_ATTRIBUTE_SETS_MAX:  # model names may be unbounded
-            cache[(self.provider, self.request_model)] = attributes
+            cache[site_key] = attributes
         return attributes
 
     def _finish(self, error: BaseException | str | None) -> None:
@@ -507,8 +571,12 @@ class LLMCall:
             context_window=quote.context_window if quote is not None else None,
             context=self._context or trace.set_span_in_context(self.span),
             semconv=not self.shared_span,
+            chunk_gaps=self._chunk_gaps or (),
+            inference=self.spec.operation in n.INFERENCE_OPERATIONS,
         )
         self.labels = bounded
+        if error is not None and telemetry.event_logger is not None:
+            self._emit_exception_event(error, error_type, provider, request_model)
 
         rollup = request_rollup.get()
         if rollup is not None:
@@ -562,7 +630,7 @@ class LLMCall:
                 error_type: str | None, outcome: str | None = None) -> Series:
         """The call's bounded metric attributes; a call site reuses them while its labels repeat."""
         response_model = self.facts.response_model
-        key = (provider, request_model, response_model, error_type, outcome)
+        key = (provider, request_model, response_model, error_type, outcome, self.server_address, self.server_port)
         cache = self.spec.series_sets if self.labels is self.spec.static_labels else None
         if cache is not None:
             found = cache.get(key)
@@ -573,6 +641,10 @@ class LLMCall:
         labels[n.GEN_AI_REQUEST_MODEL] = request_model or n.UNKNOWN_VALUE
         if response_model:
             labels[n.GEN_AI_RESPONSE_MODEL] = response_model
+        if self.server_address:
+            labels[n.SERVER_ADDRESS] = self.server_address
+            if self.server_port:
+                labels[n.SERVER_PORT] = str(self.server_port)  # metric labels are strings
         if error_type is not None:
             labels[n.ERROR_TYPE] = error_type
         bounded = recorder.bound_in_place(labels)
@@ -605,16 +677,21 @@ class LLMCall:
         if request_model and not self.request_model:
             span.update_name(f"{self.spec.static_labels[n.GEN_AI_OPERATION_NAME]} {request_model}")
             attributes[n.GEN_AI_REQUEST_MODEL] = request_model
+        if self.server_address and (self.server_address, self.server_port) != self._span_server:  # set late
+            attributes[n.SERVER_ADDRESS] = self.server_address
+            if self.server_port:
+                attributes[n.SERVER_PORT] = self.server_port
         for key, value in (
             (n.GEN_AI_RESPONSE_MODEL, facts.response_model),
             (n.GEN_AI_RESPONSE_ID, facts.response_id),
             (n.GEN_AI_USAGE_INPUT_TOKENS, usage.input_tokens),
             (n.GEN_AI_USAGE_OUTPUT_TOKENS, usage.output_tokens),
             (n.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS, usage.cache_read_input_tokens),
-            (n.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS, usage.cache_creation_input_tokens),
+            (n.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS if self.telemetry.semconv == n.SEMCONV_LATEST
+             else n.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS, usage.cache_creation_input_tokens),
             (n.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS, usage.reasoning_output_tokens),
             (n.LLM_COST_USD, self.cost_usd),
-            (n.LLM_TIME_TO_FIRST_CHUNK, self.time_to_first_chunk_s),
+            (n.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, self.time_to_first_chunk_s),
         ):
             if value is not None:
                 attributes[key] = value
@@ -634,8 +711,10 @@ class LLMCall:
         if self.outcome is not None:
             attributes[n.LLM_STREAM_OUTCOME] = self.outcome
         if self.streaming:
-            attributes[n.LLM_STREAMING] = True
+            attributes[n.GEN_AI_REQUEST_STREAM] = True
             attributes[n.LLM_STREAM_CHUNKS] = self.chunks
+        elif error is None and not facts.empty:  # a whole response came back: not a stream
+            attributes[n.GEN_AI_REQUEST_STREAM] = False
         telemetry = self.telemetry
         if telemetry.capture_content:
             settings = telemetry.settings
@@ -660,6 +739,49 @@ class LLMCall:
         if error_type is not None:
             record_error(span, error if isinstance(error, BaseException) else error_type, telemetry.redactor,
                          telemetry.settings.get("attribute_max_length", bounds.DEFAULT_ATTRIBUTE_MAX_CHARS))
+
+    def _emit_exception_event(self, error: BaseException | str, error_type: str | None,
+                              provider: str | None, request_model: str | None) -> None:
+        """The conventions' ``gen_ai.client.operation.exception`` event: a log record at WARN,
+        in the call span's context, so a log backend links it to the trace."""
+        logger = self.telemetry.event_logger
+        assert logger is not None
+        enabled = getattr(logger, "enabled", None)  # API >= 1.40: skip the stack trace nobody receives
+        if enabled is not None and not enabled(severity_number=SeverityNumber.WARN,
+                                               event_name=n.GEN_AI_CLIENT_OPERATION_EXCEPTION):
+            return
+        attributes: dict[str, Any] = {
+            n.GEN_AI_OPERATION_NAME: self.spec.operation,
+            n.GEN_AI_PROVIDER_NAME: provider or n.UNKNOWN_VALUE,
+        }
+        if request_model:
+            attributes[n.GEN_AI_REQUEST_MODEL] = request_model
+        if error_type is not None:
+            attributes[n.ERROR_TYPE] = error_type
+        if isinstance(error, BaseException):
+            cls = type(error)
+            module = cls.__module__
+            attributes[n.EXCEPTION_TYPE] = cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
+            # redacted and capped like the span's exception event: messages may quote prompts or keys
+            redact = self.telemetry.redactor
+            described = describe(error)
+            attributes[n.EXCEPTION_MESSAGE] = bounded_redacted(
+                cls.__name__ if described is None else described, redact, _EXCEPTION_MESSAGE_MAX)
+            attributes[n.EXCEPTION_STACKTRACE] = bounded_redacted(
+                "".join(traceback.format_exception(cls, error, error.__traceback__)), redact, _STACKTRACE_MAX,
+                keep_tail=True)
+        else:
+            attributes[n.EXCEPTION_TYPE] = error
+        try:
+            logger.emit(
+                event_name=n.GEN_AI_CLIENT_OPERATION_EXCEPTION,
+                severity_number=SeverityNumber.WARN,
+                severity_text="WARN",
+                context=self._context or trace.set_span_in_context(self.span),
+                attributes=attributes,
+            )
+        except Exception as exc:
+            internal_error("call.exception_event", exc)
 
 
 _CONTENT_MESSAGE_DEFAULT = 16384
@@ -698,6 +820,8 @@ def llm_call(
     usage: UsageReader | None = None,
     request_attributes: Mapping[str, Any] | None = None,
     retrieved: Any = None,
+    server_address: str | None = None,
+    server_port: int | None = None,
 ) -> Iterator[LLMCall]:
     """Instrument a call site that cannot be decorated.
 
@@ -710,7 +834,8 @@ def llm_call(
     ...     call.set_response(response)
     """
     spec = CallSpec(operation, provider, model, task_type, prompt_name, prompt_version, usage)
-    call = LLMCall(spec, request_attributes=request_attributes).start(activate=True)
+    call = LLMCall(spec, request_attributes=request_attributes, server_address=server_address,
+                   server_port=server_port).start(activate=True)
     if retrieved is not None:
         call.set_retrieved_context(retrieved)
     try:
@@ -735,6 +860,8 @@ def start_call(
     request_attributes: Mapping[str, Any] | None = None,
     activate: bool = False,
     wire: bool = False,
+    server_address: str | None = None,
+    server_port: int | None = None,
 ) -> LLMCall:
     """Start a call for callback-style integrations; finish it with ``end()`` or ``fail()``.
 
@@ -743,9 +870,12 @@ def start_call(
     ``wire=True`` marks a call made by a provider SDK instrumentor: it owns the record of
     its API call, and enclosing calls of the kit keep only their spans
     (docs/instrumentation.md, "One record per API call").
+    ``server_address`` is the GenAI server's host, or the client's base URL (host and
+    port are read from it); ``server_port`` its port.
     """
     spec = _shared_spec(operation, provider, model, task_type, prompt_name, prompt_version, labels)
-    return LLMCall(spec, parent=parent, request_attributes=request_attributes, wire=wire).start(activate=activate)
+    return LLMCall(spec, parent=parent, request_attributes=request_attributes, wire=wire,
+                   server_address=server_address, server_port=server_port).start(activate=activate)
 
 
 _SHARED_SPECS: dict[tuple[Any, ...], CallSpec] = {}
