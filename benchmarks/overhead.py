@@ -70,6 +70,9 @@ class FloorInstruments:
         self.time_to_first_chunk = meter.create_histogram(
             n.TIME_TO_FIRST_CHUNK.name, unit="s",
             explicit_bucket_boundaries_advisory=list(n.TIME_TO_FIRST_CHUNK.buckets or ()))
+        self.time_per_output_chunk = meter.create_histogram(
+            n.TIME_PER_OUTPUT_CHUNK.name, unit="s",
+            explicit_bucket_boundaries_advisory=list(n.TIME_PER_OUTPUT_CHUNK.buckets or ()))
 
 
 START_ATTRS = {n.GEN_AI_OPERATION_NAME: "chat", n.GEN_AI_PROVIDER_NAME: "openai", n.GEN_AI_REQUEST_MODEL: "gpt-4o-mini"}

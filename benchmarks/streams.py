@@ -7,7 +7,8 @@ completely. The per-chunk figure is the slope between a short and a long
 stream, so the fixed per-call cost (span, metrics) does not hide in it; that
 fixed cost is reported separately and compared with a hand-written floor that
 does the per-call telemetry of a stream with the raw SDK (span current while
-each chunk is produced, time to first chunk, usage from the last chunk).
+each chunk is produced, time to first chunk, one time-per-output-chunk observation
+per chunk after the first as GenAI semconv v1.41 asks, usage from the last chunk).
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ def make_floor(tracer_provider: Any, meter_provider: Any) -> Callable[[int], Ite
         ctx = trace.set_span_in_context(span)
         start = time.perf_counter()
         first: float | None = None
+        last = start
         usage = None
         source = chunks(count)
         while True:
@@ -74,8 +76,12 @@ def make_floor(tracer_provider: Any, meter_provider: Any) -> Callable[[int], Ite
                 break
             finally:
                 otel_context.detach(token)
+            now = time.perf_counter()
             if first is None:
-                first = time.perf_counter() - start
+                first = now - start
+            else:
+                m.time_per_output_chunk.record(now - last, METRIC_ATTRS, ctx)
+            last = now
             usage = chunk.get("usage") or usage
             yield chunk
         elapsed = time.perf_counter() - start

@@ -9,6 +9,7 @@ recorder (``_record``) and the span writer (``_span_writer``) consume.
 from __future__ import annotations
 
 import time
+from array import array
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from types import MappingProxyType
@@ -30,11 +31,11 @@ from llm_otel._record import record
 from llm_otel._retrieved import passages_of, recall
 from llm_otel._runtime import Telemetry, current
 from llm_otel._span_writer import write_deferred_span, write_shared_span, write_span
-from llm_otel._spec import CallSpec, UsageReader, shared_spec
+from llm_otel._spec import CallSpec, UsageReader, server_of, shared_spec
 from llm_otel._usage import TokenUsage, UsageProblems
 from llm_otel._usage import bounded as bounded_usage
 
-__all__ = ["CallSpec", "LLMCall", "UsageReader", "llm_call", "start_call"]
+__all__ = ["CallSpec", "LLMCall", "UsageReader", "llm_call", "server_of", "start_call"]
 
 
 class LLMCall:
@@ -49,11 +50,16 @@ class LLMCall:
     shared_span = False  # a wire call inside another vendor's GenAI span for the same API call
     chunks = 0
     time_to_first_chunk_s: float | None = None
+    _last_chunk_at = 0.0
+    _chunk_gaps: array[float] | None = None  # between chunks after the first (8 bytes each)
+    server_address: str | None = None
+    server_port: int | None = None
     cost_usd: float | None = None
     outcome: str | None = None  # closed_early / cancelled: the call stopped without failing
     _input_messages: Any = None
     _retrieved: tuple[str, ...] | None = None  # passages given for this call (set_retrieved_context)
     _span_provider: str | None = None  # the provider attribute the span started with
+    _span_server: tuple[str | None, int | None] = (None, None)  # the server the span started with
     _start = 0.0
     _context: otel_context.Context | None = None  # the span's context, reused for exemplars
     _token: object | None = None
@@ -71,10 +77,16 @@ class LLMCall:
         request_attributes: Mapping[str, Any] | None = None,
         telemetry: Telemetry | None = None,
         wire: bool = False,
+        server_address: str | None = None,
+        server_port: int | None = None,
     ) -> None:
         if wire:
             self.wire = True
-        self.spec = spec or CallSpec()
+        self.spec = spec = spec or CallSpec()
+        if server_address is not None:
+            self.set_server(server_address, server_port)
+        elif spec.server_address is not None:
+            self.server_address, self.server_port = spec.server_address, spec.server_port
         self.telemetry = telemetry or current()
         model = model or self.spec.model
         provider = provider or self.spec.provider
@@ -170,9 +182,16 @@ class LLMCall:
             internal_error("call.set_response", exc)
 
     def add_chunk(self, chunk: Any) -> None:
-        """One streamed chunk or event: the first sets time to first chunk."""
+        """One streamed chunk or event: the first sets time to first chunk, later ones the time per chunk."""
+        now = time.perf_counter()
         if self.chunks == 0:
-            self.time_to_first_chunk_s = time.perf_counter() - self._start
+            self.time_to_first_chunk_s = now - self._start
+        else:
+            gaps = self._chunk_gaps
+            if gaps is None:
+                gaps = self._chunk_gaps = array("d")
+            gaps.append(now - self._last_chunk_at)
+        self._last_chunk_at = now
         self.chunks += 1
         self.streaming = True
         try:
@@ -243,6 +262,14 @@ class LLMCall:
         if isinstance(provider, str) and provider:
             self.provider = bounds.label(provider)
 
+    def set_server(self, address: str | None, port: int | None = None) -> None:
+        """The GenAI server called: a host name (or IP) and port, or the client's base URL
+        (``https://api.openai.com/v1``: host and port are taken from it, the scheme's port
+        when it names none). Anything unusable is ignored."""
+        host, number = server_of(address, port)
+        if host is not None:
+            self.server_address, self.server_port = host, number
+
     def set_request_model(self, model: str | None) -> None:
         if isinstance(model, str) and model and not self.request_model:
             model = self.request_model = bounds.label(model)
@@ -308,6 +335,11 @@ class LLMCall:
         return self.facts.provider
 
     @property
+    def chunk_gaps(self) -> Sequence[float]:
+        """Seconds between a stream's chunks after the first."""
+        return self._chunk_gaps or ()
+
+    @property
     def has_output_text(self) -> bool:
         return bool(self.facts.output_text)
 
@@ -331,16 +363,26 @@ class LLMCall:
     def _start_attributes(self, *, cacheable: bool = False) -> Mapping[str, Any]:
         """The span's first attributes; the SDK copies them, so a call site's set is built once."""
         self._span_provider = self.provider
+        self._span_server = (self.server_address, self.server_port)
         memo = self.spec.memo.start_attributes if cacheable and not self._request_attributes else None
+        site_key = (self.provider, self.request_model, self.server_address, self.server_port)
         if memo is not None:
-            found = memo.data.get((self.provider, self.request_model))
+            found = memo.data.get(site_key)
             if found is not None:
                 return found
         attributes: dict[str, Any] = dict(self.labels)
+        if self.telemetry.semconv == n.SEMCONV_LATEST:
+            for old, new in n.LATEST_SPAN_KEYS.items():
+                if old in attributes:
+                    attributes[new] = attributes.pop(old)
         if self.provider:
             attributes[n.GEN_AI_PROVIDER_NAME] = self.provider
         if self.request_model:
             attributes[n.GEN_AI_REQUEST_MODEL] = self.request_model
+        if self.server_address:
+            attributes[n.SERVER_ADDRESS] = self.server_address
+            if self.server_port:
+                attributes[n.SERVER_PORT] = self.server_port
         if self._request_attributes:
             try:
                 cap = self.telemetry.settings.get("attribute_max_length", bounds.DEFAULT_ATTRIBUTE_MAX_CHARS)
@@ -350,7 +392,7 @@ class LLMCall:
             except Exception as exc:  # a hostile mapping costs its attributes only
                 internal_error("call.request_attributes", exc)
         if memo is not None:
-            memo.admit((self.provider, self.request_model), attributes)
+            memo.admit(site_key, attributes)
         return attributes
 
     def _finish(self, error: BaseException | str | None) -> None:
@@ -376,7 +418,8 @@ class LLMCall:
                 if self.shared_span:
                     write_shared_span(self.span, outcome)
                 else:
-                    write_span(self.span, outcome, self.telemetry, on_span=(self._span_provider, self.request_model))
+                    write_span(self.span, outcome, self.telemetry, on_span=(self._span_provider, self.request_model),
+                               span_server=self._span_server)
         except Exception as exc:
             internal_error("call.finish", exc)
         finally:
@@ -415,7 +458,6 @@ class LLMCall:
             self._call_token = None
 
 
-
 def _identifier(value: Any) -> str | None:
     return bounds.label(value) if isinstance(value, str) and value else None
 
@@ -448,6 +490,8 @@ def llm_call(
     usage: UsageReader | None = None,
     request_attributes: Mapping[str, Any] | None = None,
     retrieved: Any = None,
+    server_address: str | None = None,
+    server_port: int | None = None,
 ) -> Iterator[LLMCall]:
     """Instrument a call site that cannot be decorated.
 
@@ -460,7 +504,8 @@ def llm_call(
     ...     call.set_response(response)
     """
     spec = CallSpec(operation, provider, model, task_type, prompt_name, prompt_version, usage)
-    call = LLMCall(spec, request_attributes=request_attributes).start(activate=True)
+    call = LLMCall(spec, request_attributes=request_attributes, server_address=server_address,
+                   server_port=server_port).start(activate=True)
     if retrieved is not None:
         call.set_retrieved_context(retrieved)
     try:
@@ -485,6 +530,8 @@ def start_call(
     request_attributes: Mapping[str, Any] | None = None,
     activate: bool = False,
     wire: bool = False,
+    server_address: str | None = None,
+    server_port: int | None = None,
 ) -> LLMCall:
     """Start a call for callback-style integrations; finish it with ``end()`` or ``fail()``.
 
@@ -493,6 +540,9 @@ def start_call(
     ``wire=True`` marks a call made by a provider SDK instrumentor: it owns the record of
     its API call, and enclosing calls of the kit keep only their spans
     (docs/instrumentation.md, "One record per API call").
+    ``server_address`` is the GenAI server's host, or the client's base URL (host and
+    port are read from it); ``server_port`` its port.
     """
     spec = shared_spec(operation, provider, model, task_type, prompt_name, prompt_version, labels)
-    return LLMCall(spec, parent=parent, request_attributes=request_attributes, wire=wire).start(activate=activate)
+    return LLMCall(spec, parent=parent, request_attributes=request_attributes, wire=wire,
+                   server_address=server_address, server_port=server_port).start(activate=activate)

@@ -7,6 +7,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from llm_otel._names import SEMCONV_DEFAULT, SEMCONV_LATEST, SEMCONV_OPT_IN_ENV
+
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -63,6 +65,13 @@ def parse_positive_int(text: str) -> int:
     return value
 
 
+def parse_semconv_opt_in(text: str) -> str:
+    """OTEL_SEMCONV_STABILITY_OPT_IN is a comma-separated list shared with other instrumentations
+    (``http``, ``database``...): only ``gen_ai_latest_experimental`` matters here, and no other
+    value is an error. Returns ``gen_ai_latest_experimental`` or ``default``."""
+    return SEMCONV_LATEST if SEMCONV_LATEST in (part.strip() for part in str(text).split(",")) else SEMCONV_DEFAULT
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str
@@ -107,6 +116,9 @@ SETTINGS: tuple[Setting, ...] = (
             "(ending with an ellipsis) and the span gets llm.content.truncated=true."),
     Setting("content_max_call_chars", ("LLM_OTEL_CONTENT_MAX_CALL_CHARS",), 65536, parse_positive_int,
             "With capture_content: characters kept per call, prompts and completion together."),
+    Setting("semconv_stability_opt_in", (SEMCONV_OPT_IN_ENV,), SEMCONV_DEFAULT, parse_semconv_opt_in,
+            "GenAI semantic conventions: v1.41.0 names by default; gen_ai_latest_experimental in the "
+            "comma-separated list emits the newer names (docs/metrics.md, both sets)."),
     Setting("cardinality_limit", ("LLM_OTEL_CARDINALITY_LIMIT",), 100, parse_positive_int,
             "Distinct values per metric attribute before folding into _other."),
     Setting("metric_export_interval_ms", ("OTEL_METRIC_EXPORT_INTERVAL",), 10000, parse_positive_int,

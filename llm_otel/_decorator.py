@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 from collections.abc import Callable
@@ -15,7 +16,7 @@ from opentelemetry.trace import NoOpTracerProvider, ProxyTracerProvider
 from typing_extensions import ParamSpec
 
 from llm_otel import _names as n
-from llm_otel._call import CallSpec, LLMCall, UsageReader
+from llm_otel._call import CallSpec, LLMCall, UsageReader, server_of
 from llm_otel._context import request_rollup
 from llm_otel._log import internal_error
 from llm_otel._runtime import Telemetry, current
@@ -212,9 +213,11 @@ def _finish(call: LLMCall, result: Any) -> Any:
     if maybe_stream(result):
         if is_sdk_stream(result):
             call.deactivate()
+            _server_of(call, result)
             return WatchedStream(result, CallWatch(call, activate=False))
         if is_async_sdk_stream(result):
             call.deactivate()
+            _server_of(call, result)
             return AsyncWatchedStream(result, CallWatch(call, activate=False))
     elif is_stream_manager(result):  # the request is sent when the caller enters it
         call.deactivate()
@@ -222,6 +225,14 @@ def _finish(call: LLMCall, result: Any) -> Any:
     call.set_response(result)
     call.end()
     return result
+
+
+def _server_of(call: LLMCall, stream: Any) -> None:
+    """An SDK stream carries its HTTP response, whose request names the server (server.address/port)."""
+    if call.server_address is None:
+        # a stream without the usual response: no server attribute, nothing else lost
+        with contextlib.suppress(Exception):
+            call.set_server(str(stream.response.request.url))
 
 
 @overload
@@ -241,6 +252,8 @@ def traced_llm(
     prompt_version: str | None = None,
     usage: UsageReader | None = None,
     retrieved_param: str | None = None,
+    server_address: str | None = None,
+    server_port: int | None = None,
 ) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
 
 
@@ -256,6 +269,8 @@ def traced_llm(
     prompt_version: str | None = None,
     usage: UsageReader | None = None,
     retrieved_param: str | None = None,
+    server_address: str | None = None,
+    server_port: int | None = None,
 ) -> Callable[P, R] | Callable[[Callable[P, R]], Callable[P, R]]:
     """Trace an LLM call site: a span following the GenAI conventions plus tokens, cost and latency.
 
@@ -264,9 +279,13 @@ def traced_llm(
     ``usage=`` takes a callable for anything else. The request model comes
     from ``model=`` here or from the function's own ``model`` argument.
     ``retrieved_param`` names the function's argument that holds the retrieved
-    passages; the groundedness scorer checks the answer against them.
+    passages; the groundedness scorer checks the answer against them. ``server_address``
+    is the server's host or the client's base URL (``server.address``/``server.port``;
+    an SDK stream names its own).
     """
-    spec = CallSpec(operation, provider, model, task_type, prompt_name, prompt_version, usage)
+    host, port = server_of(server_address, server_port)
+    spec = CallSpec(operation, provider, model, task_type, prompt_name, prompt_version, usage,
+                    server_address=host, server_port=port)
     if fn is not None:
         return _wrap(fn, spec)
     return lambda inner: _wrap(inner, spec, retrieved_param)

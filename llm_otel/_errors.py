@@ -120,7 +120,7 @@ _STACK_CAP_FACTOR = 4  # a stack trace may be this many times longer than other 
 _REDACT_MARGIN = 256  # a secret that starts before the cut is still redacted whole
 
 
-def _bounded_redacted(text: str, redact: Callable[[str], str], cap: int, *, keep_tail: bool = False) -> str:
+def bounded_redacted(text: str, redact: Callable[[str], str], cap: int, *, keep_tail: bool = False) -> str:
     """Cut first (so redaction time is bounded), redact, then clean and cap for export."""
     if len(text) > cap + _REDACT_MARGIN:
         text = text[-(cap + _REDACT_MARGIN):] if keep_tail else text[: cap + _REDACT_MARGIN]
@@ -137,10 +137,10 @@ def record_error(span: Any, error: BaseException | str, redact: Callable[[str], 
     """The span's error status and exception event, with the message (which may quote a prompt or
     a key: pydantic errors do) redacted and capped in every capture mode."""
     if isinstance(error, str):
-        span.set_status(Status(StatusCode.ERROR, _bounded_redacted(error, redact, cap)))
+        span.set_status(Status(StatusCode.ERROR, bounded_redacted(error, redact, cap)))
         return
     described = describe(error)
-    message = _bounded_redacted(error_type_of(error) if described is None else described, redact, cap)
+    message = bounded_redacted(error_type_of(error) if described is None else described, redact, cap)
     span.set_status(Status(StatusCode.ERROR, message))
     try:
         stack = "".join(traceback.format_exception(type(error), error, error.__traceback__))
@@ -154,6 +154,6 @@ def record_error(span: Any, error: BaseException | str, redact: Callable[[str], 
     span.add_event("exception", attributes={
         "exception.type": bounds.label(kind),
         "exception.message": message,
-        "exception.stacktrace": _bounded_redacted(stack, redact, cap * _STACK_CAP_FACTOR, keep_tail=True),
+        "exception.stacktrace": bounded_redacted(stack, redact, cap * _STACK_CAP_FACTOR, keep_tail=True),
         "exception.escaped": "True",
     })

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from opentelemetry.context import Context
@@ -22,43 +22,51 @@ CALL_SCOPE = "call"
 QUALITY_SCOPE = "quality"
 _INPUT = {n.GEN_AI_TOKEN_TYPE: "input"}
 _OUTPUT = {n.GEN_AI_TOKEN_TYPE: "output"}
+_MODALITY = {n.GEN_AI_TOKEN_MODALITY: n.TOKEN_MODALITY_UNKNOWN}
+_NO_EXEMPLAR = Context()  # no span in it: the trace-based exemplar filter offers nothing
 
 
 class TokenTotals:
-    """Per-series running sums of input and output tokens, read by two observable counters.
+    """Per-series running sums of token counts, read by observable counters.
 
     The token counters move on every call; a synchronous SDK counter pays for attribute
     cleaning, hashing and an exemplar offer on each ``add``, which is most of a call's
     overhead. Summing here (one dict update under a short lock) and letting the SDK read
     the sums when it collects exports the same cumulative series. Keys are the sorted
     attribute items, so one attribute set is one series whatever order it arrived in;
-    the attributes are already bounded by the cardinality guard.
+    the attributes are already bounded by the cardinality guard. Each slot is one counter
+    (input and output tokens; in the latest conventions also cache read/write and reasoning).
     """
 
-    _by_provider: weakref.WeakKeyDictionary[Any, TokenTotals] = weakref.WeakKeyDictionary()
+    _by_provider: weakref.WeakKeyDictionary[Any, dict[int, TokenTotals]] = weakref.WeakKeyDictionary()
     _registry_lock = threading.Lock()
 
-    def __init__(self) -> None:
-        # a side never added to stays None: no zero series for, say, the output of an embedding
+    def __init__(self, slots: int = 2) -> None:
+        # a slot never added to stays None: no zero series for, say, the output of an embedding
         self._sums: dict[tuple[tuple[str, str], ...], list[int | None]] = {}
+        self._slots = slots
         self._lock = threading.Lock()
         _fork.after_fork_in_child(self, TokenTotals._after_fork)
 
     @classmethod
-    def of(cls, meter_provider: Any) -> TokenTotals:
+    def of(cls, meter_provider: Any, slots: int = 2) -> TokenTotals:
         """The sums behind one MeterProvider's token counters, shared by every recorder on it.
 
         The SDK hands a second ``create_observable_counter`` of the same name back the first
         instrument with its first callback, so a recorder built by a second ``configure()``
         on the same provider must add to the sums that callback reads (or its tokens freeze).
+        ``slots`` tells the kit's two counters (2) from the latest conventions' usage counters (5).
         """
         with cls._registry_lock:
             try:
-                totals = cls._by_provider.get(meter_provider)
+                by_slots = cls._by_provider.get(meter_provider)
+                if by_slots is None:
+                    by_slots = cls._by_provider[meter_provider] = {}
+                totals = by_slots.get(slots)
                 if totals is None:
-                    totals = cls._by_provider[meter_provider] = cls()
+                    totals = by_slots[slots] = cls(slots)
             except TypeError:  # a provider that cannot be weakly referenced: its own sums
-                totals = cls()
+                totals = cls(slots)
             return totals
 
     def _after_fork(self) -> None:
@@ -67,21 +75,26 @@ class TokenTotals:
         self._sums = {}
         TokenTotals._registry_lock = threading.Lock()
 
-    def add(self, key: tuple[tuple[str, str], ...], input_tokens: int | None, output_tokens: int | None) -> None:
+    def add(self, key: tuple[tuple[str, str], ...], *counts: int | None) -> None:
         with self._lock:
             sums = self._sums.get(key)
             if sums is None:
-                sums = self._sums[key] = [None, None]
+                sums = self._sums[key] = [None] * self._slots
             # saturate rather than wrap or overflow: an OTLP integer point past int64 fails to encode,
             # and with it the whole metric export of the process (reaching it takes ~1,000 calls of
             # 2**53 tokens, so a saturated total is a poisoned one, and is logged)
-            if input_tokens is not None:
-                sums[0] = min((sums[0] or 0) + input_tokens, INT64_MAX)
-            if output_tokens is not None:
-                sums[1] = min((sums[1] or 0) + output_tokens, INT64_MAX)
-            saturated = sums[0] == INT64_MAX or sums[1] == INT64_MAX
+            saturated = False
+            for index, count in enumerate(counts):
+                if count is not None:
+                    total = sums[index] = min((sums[index] or 0) + count, INT64_MAX)
+                    saturated = saturated or total == INT64_MAX
         if saturated:
             log_once("tokens:saturated", "llm-otel: a token total reached the int64 limit and stays there")
+
+    def observer(self, index: int) -> Callable[[CallbackOptions], list[Observation]]:
+        def observe(options: CallbackOptions) -> list[Observation]:
+            return self._observe(index)
+        return observe
 
     def observe_input(self, options: CallbackOptions) -> list[Observation]:
         return self._observe(0)
@@ -98,14 +111,24 @@ class TokenTotals:
 class Series:
     """One bounded attribute set of the per-call instruments, with what recording it needs."""
 
-    __slots__ = ("attributes", "input_attributes", "key", "output_attributes", "recorder")
+    __slots__ = ("attributes", "chunk_attributes", "input_attributes", "key", "output_attributes", "recorder",
+                 "usage_key")
 
     def __init__(self, recorder: Recorder, attributes: dict[str, str]) -> None:
         self.recorder = recorder
         self.attributes = attributes
         self.key = tuple(sorted(attributes.items()))
-        self.input_attributes = {**attributes, **_INPUT}
-        self.output_attributes = {**attributes, **_OUTPUT}
+        # the streaming histograms and the latest usage counters carry no error.type
+        chunk = self.chunk_attributes = (
+            {k: v for k, v in attributes.items() if k != n.ERROR_TYPE} if n.ERROR_TYPE in attributes else attributes
+        )
+        if recorder.latest:
+            self.input_attributes = self.output_attributes = attributes
+            self.usage_key = tuple(sorted({**chunk, **_MODALITY}.items()))
+        else:
+            self.input_attributes = {**attributes, **_INPUT}
+            self.output_attributes = {**attributes, **_OUTPUT}
+            self.usage_key = ()
 
 
 def _create(meter: Any, spec: n.Instrument) -> Any:
@@ -121,9 +144,23 @@ def _create(meter: Any, spec: n.Instrument) -> Any:
     )
 
 
+_USAGE_COUNTERS = (
+    n.USAGE_INPUT_TOKENS,
+    n.USAGE_OUTPUT_TOKENS,
+    n.USAGE_CACHE_READ_INPUT_TOKENS,
+    n.USAGE_CACHE_WRITE_INPUT_TOKENS,
+    n.USAGE_REASONING_OUTPUT_TOKENS,
+)
+
+
 class Recorder:
-    def __init__(self, meter_provider: MeterProvider, guard: CardinalityGuard) -> None:
-        meter = meter_provider.get_meter("llm_otel", VERSION)
+    """Creates the instruments once per MeterProvider, under the names of one conventions mode."""
+
+    def __init__(self, meter_provider: MeterProvider, guard: CardinalityGuard,
+                 semconv: str = n.SEMCONV_DEFAULT) -> None:
+        self.latest = semconv == n.SEMCONV_LATEST
+        schema = None if self.latest else n.SCHEMA_URL_V1_41
+        meter = meter_provider.get_meter("llm_otel", VERSION, schema_url=schema)
         self.guard = guard
         self.token_totals = TokenTotals.of(meter_provider)
         self.tokens_input = meter.create_observable_counter(
@@ -136,9 +173,24 @@ class Recorder:
         )
         self.cost = _create(meter, n.COST)
         self.cost_unpriced = _create(meter, n.COST_UNPRICED)
-        self.token_usage = _create(meter, n.TOKEN_USAGE)
         self.duration = _create(meter, n.OPERATION_DURATION)
-        self.time_to_first_chunk = _create(meter, n.TIME_TO_FIRST_CHUNK)
+        if self.latest:
+            self.inference_duration = _create(meter, n.INFERENCE_DURATION)
+            self.token_usage = None
+            self.input_tokens = _create(meter, n.INFERENCE_OPERATION_INPUT_TOKENS)
+            self.output_tokens = _create(meter, n.INFERENCE_OPERATION_OUTPUT_TOKENS)
+            self.time_to_first_chunk = _create(meter, n.INFERENCE_TIME_TO_FIRST_CHUNK)
+            self.time_per_output_chunk = _create(meter, n.INFERENCE_TIME_PER_OUTPUT_CHUNK)
+            self.usage_totals = TokenTotals.of(meter_provider, len(_USAGE_COUNTERS))
+            for index, spec in enumerate(_USAGE_COUNTERS):
+                meter.create_observable_counter(
+                    spec.name, [self.usage_totals.observer(index)], unit=spec.unit, description=spec.description,
+                )
+        else:
+            self.inference_duration = self.duration
+            self.token_usage = self.input_tokens = self.output_tokens = _create(meter, n.TOKEN_USAGE)
+            self.time_to_first_chunk = _create(meter, n.TIME_TO_FIRST_CHUNK)
+            self.time_per_output_chunk = _create(meter, n.TIME_PER_OUTPUT_CHUNK)
         self.errors = _create(meter, n.ERRORS)
         self.rate_limited = _create(meter, n.RATE_LIMITED)
         self.hallucination = _create(meter, n.HALLUCINATION)
@@ -173,28 +225,45 @@ class Recorder:
         context_window: int | None,
         context: Context | None = None,
         semconv: bool = True,
+        chunk_gaps: Sequence[float] = (),
+        inference: bool = True,
     ) -> None:
         """Record one finished call of ``series``.
 
         ``context`` carries the call's span so exemplars link the histograms to its trace.
         ``semconv=False`` leaves out the GenAI conventions' own client metrics (another
-        instrumentation of the same call records them already).
+        instrumentation of the same call records them already). ``chunk_gaps`` are the times
+        between a stream's chunks after the first; ``inference`` says the operation generates
+        (chat, completions), not embeds or retrieves.
         """
         attributes = series.attributes
         if semconv:
-            self.duration.record(duration_s, attributes, context)
+            (self.inference_duration if inference else self.duration).record(duration_s, attributes, context)
             if time_to_first_chunk_s is not None:
-                self.time_to_first_chunk.record(time_to_first_chunk_s, attributes, context)
+                self.time_to_first_chunk.record(time_to_first_chunk_s, series.chunk_attributes, context)
+            if chunk_gaps:
+                # one observation per chunk: an exemplar on each would cost more than the observation
+                # and link the same trace the duration histogram's exemplar already links
+                record_gap = self.time_per_output_chunk.record
+                chunk_attributes = series.chunk_attributes
+                for gap in chunk_gaps:
+                    record_gap(gap, chunk_attributes, _NO_EXEMPLAR)
         input_tokens, output_tokens = usage.input_tokens, usage.output_tokens
         if input_tokens is not None or output_tokens is not None:
             self.token_totals.add(series.key, input_tokens, output_tokens)
+        if semconv and self.latest and (inference or usage.known):
+            # every inference operation counts, failed ones and ones without usage as 0
+            self.usage_totals.add(
+                series.usage_key, input_tokens or 0, output_tokens or 0, usage.cache_read_input_tokens or 0,
+                usage.cache_creation_input_tokens or 0, usage.reasoning_output_tokens or 0,
+            )
         if input_tokens is not None:
             if semconv:
-                self.token_usage.record(input_tokens, series.input_attributes, context)
+                self.input_tokens.record(input_tokens, series.input_attributes, context)
             if context_window:
                 self.context_utilization.record(input_tokens / context_window, attributes, context)
         if output_tokens is not None and semconv:
-            self.token_usage.record(output_tokens, series.output_attributes, context)
+            self.output_tokens.record(output_tokens, series.output_attributes, context)
         if cost_usd is not None:
             self.cost.record(cost_usd, attributes, context)
         elif unpriced:

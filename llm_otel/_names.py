@@ -50,7 +50,17 @@ GEN_AI_TOOL_CALL_RESULT = "gen_ai.tool.call.result"
 GEN_AI_WORKFLOW_NAME = "gen_ai.workflow.name"
 GEN_AI_AGENT_NAME = "gen_ai.agent.name"
 GEN_AI_RETRIEVAL_QUERY_TEXT = "gen_ai.retrieval.query.text"
+GEN_AI_REQUEST_STREAM = "gen_ai.request.stream"
+GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK = "gen_ai.response.time_to_first_chunk"
 ERROR_TYPE = "error.type"
+SERVER_ADDRESS = "server.address"
+SERVER_PORT = "server.port"
+
+# The exception event (a log record with this event name, severity WARN) and its attributes.
+GEN_AI_CLIENT_OPERATION_EXCEPTION = "gen_ai.client.operation.exception"
+EXCEPTION_TYPE = "exception.type"
+EXCEPTION_MESSAGE = "exception.message"
+EXCEPTION_STACKTRACE = "exception.stacktrace"
 
 # gen_ai.operation.name values
 OP_CHAT = "chat"
@@ -60,6 +70,7 @@ OP_EXECUTE_TOOL = "execute_tool"
 OP_RETRIEVAL = "retrieval"
 OP_INVOKE_AGENT = "invoke_agent"
 OP_INVOKE_WORKFLOW = "invoke_workflow"
+OP_GENERATE_CONTENT = "generate_content"
 
 # --- product extras ---
 LLM_TASK_TYPE = "llm.task_type"
@@ -70,8 +81,6 @@ LLM_PROMPT_VERSION = "llm.prompt.version"
 LLM_COST_USD = "llm.cost.usd"
 LLM_COST_SOURCE = "llm.cost.source"
 LLM_COST_UNPRICED_REASON = "llm.cost.unpriced_reason"
-LLM_TIME_TO_FIRST_CHUNK = "llm.time_to_first_chunk_s"
-LLM_STREAMING = "llm.streaming"
 LLM_STREAM_CHUNKS = "llm.stream.chunks"
 LLM_STREAM_OUTCOME = "llm.stream.outcome"  # how a call ended that did not run to completion
 LLM_RETRIEVAL_DOCUMENT_COUNT = "llm.retrieval.document_count"
@@ -103,12 +112,39 @@ STREAM_CLOSED_EARLY = "closed_early"  # the consumer stopped reading (GeneratorE
 STREAM_CANCELLED = "cancelled"  # the caller was cancelled or interrupted (asyncio.CancelledError, Ctrl-C)
 STREAM_OUTCOMES: frozenset[str] = frozenset({STREAM_CLOSED_EARLY, STREAM_CANCELLED})
 
+# --- OTEL_SEMCONV_STABILITY_OPT_IN ---
+# Default: the GenAI conventions as released in semantic-conventions v1.41.0. With
+# gen_ai_latest_experimental in the variable (a comma-separated list, as the official
+# instrumentations read it) the newer names of the semantic-conventions-genai repository.
+SEMCONV_OPT_IN_ENV = "OTEL_SEMCONV_STABILITY_OPT_IN"
+SEMCONV_DEFAULT = "default"
+SEMCONV_LATEST = "gen_ai_latest_experimental"
+SCHEMA_URL_V1_41 = "https://opentelemetry.io/schemas/1.41.0"
+
+# Span attribute keys that only the latest mode uses (the default mode keeps the v1.41 names:
+# gen_ai.usage.cache_creation.input_tokens, llm.prompt.name, llm.prompt.version).
+GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS = "gen_ai.usage.cache_write.input_tokens"
+GEN_AI_PROMPT_NAME = "gen_ai.prompt.name"
+GEN_AI_PROMPT_VERSION = "gen_ai.prompt.version"
+GEN_AI_TOKEN_MODALITY = "gen_ai.token.modality"
+TOKEN_MODALITY_UNKNOWN = "unknown"  # providers report no per-modality split the kit reads
+# Operations the latest conventions call inference (gen_ai.client.inference.* metrics).
+INFERENCE_OPERATIONS: frozenset[str] = frozenset({OP_CHAT, OP_TEXT_COMPLETION, OP_GENERATE_CONTENT})
+# Span attribute renames the latest mode applies to the call site's labels (metric labels keep
+# the kit's llm.prompt.* keys in both modes: the conventions define no prompt labels on metrics).
+LATEST_SPAN_KEYS: dict[str, str] = {
+    LLM_PROMPT_NAME: GEN_AI_PROMPT_NAME,
+    LLM_PROMPT_VERSION: GEN_AI_PROMPT_VERSION,
+}
+
 # Attribute keys allowed on metrics (bounded by the cardinality guard).
 METRIC_ATTRIBUTE_KEYS: tuple[str, ...] = (
     GEN_AI_OPERATION_NAME,
     GEN_AI_PROVIDER_NAME,
     GEN_AI_REQUEST_MODEL,
     GEN_AI_RESPONSE_MODEL,
+    SERVER_ADDRESS,
+    SERVER_PORT,
     LLM_TASK_TYPE,
     LLM_ROUTED_MODEL,
     LLM_PROMPT_NAME,
@@ -116,6 +152,8 @@ METRIC_ATTRIBUTE_KEYS: tuple[str, ...] = (
     ERROR_TYPE,
     LLM_STREAM_OUTCOME,
 )
+# The streaming timing histograms carry no error.type in the conventions (they describe chunks received).
+CHUNK_ATTRIBUTE_KEYS: tuple[str, ...] = tuple(k for k in METRIC_ATTRIBUTE_KEYS if k != ERROR_TYPE)
 
 # --- bucket boundaries (semantic-convention advisory values) ---
 TOKEN_BUCKETS: tuple[float, ...] = (
@@ -175,8 +213,17 @@ OPERATION_DURATION = Instrument(
 )
 TIME_TO_FIRST_CHUNK = Instrument(
     "gen_ai.client.operation.time_to_first_chunk", "histogram", "s",
-    "Time from issuing a streamed request to receiving its first chunk.",
+    "Time to receive the first chunk, measured from when the client issues the generation request "
+    "to when the first chunk is received in the response stream.",
     "gen_ai_client_operation_time_to_first_chunk_seconds", DURATION_BUCKETS,
+    CHUNK_ATTRIBUTE_KEYS,
+)
+TIME_PER_OUTPUT_CHUNK = Instrument(
+    "gen_ai.client.operation.time_per_output_chunk", "histogram", "s",
+    "Time per output chunk, recorded for each chunk received after the first one, measured as the "
+    "time elapsed from the end of the previous chunk to the end of the current chunk.",
+    "gen_ai_client_operation_time_per_output_chunk_seconds", DURATION_BUCKETS,
+    CHUNK_ATTRIBUTE_KEYS,
 )
 ERRORS = Instrument(
     "llm.errors", "counter", "{error}",
@@ -250,6 +297,7 @@ INSTRUMENTS: tuple[Instrument, ...] = (
     TOKEN_USAGE,
     OPERATION_DURATION,
     TIME_TO_FIRST_CHUNK,
+    TIME_PER_OUTPUT_CHUNK,
     ERRORS,
     RATE_LIMITED,
     HALLUCINATION,
@@ -259,6 +307,79 @@ INSTRUMENTS: tuple[Instrument, ...] = (
     TELEMETRY_DROPPED,
     INPUT_ANOMALIES,
 )
+
+# --- instruments of the latest mode (OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental) ---
+# They replace gen_ai.client.token.usage, and for inference operations the duration and chunk
+# histograms above; gen_ai.client.operation.duration stays for the other operations (embeddings,
+# retrieval, tools). The kit's own llm.* instruments are the same in both modes.
+USAGE_ATTRIBUTE_KEYS: tuple[str, ...] = (*CHUNK_ATTRIBUTE_KEYS, GEN_AI_TOKEN_MODALITY)
+INFERENCE_DURATION = Instrument(
+    "gen_ai.client.inference.duration", "histogram", "s",
+    "Duration of a GenAI inference operation.",
+    "gen_ai_client_inference_duration_seconds", DURATION_BUCKETS,
+)
+INFERENCE_TIME_TO_FIRST_CHUNK = Instrument(
+    "gen_ai.client.inference.time_to_first_chunk", "histogram", "s",
+    TIME_TO_FIRST_CHUNK.description,
+    "gen_ai_client_inference_time_to_first_chunk_seconds", DURATION_BUCKETS,
+    CHUNK_ATTRIBUTE_KEYS,
+)
+INFERENCE_TIME_PER_OUTPUT_CHUNK = Instrument(
+    "gen_ai.client.inference.time_per_output_chunk", "histogram", "s",
+    TIME_PER_OUTPUT_CHUNK.description,
+    "gen_ai_client_inference_time_per_output_chunk_seconds", DURATION_BUCKETS,
+    CHUNK_ATTRIBUTE_KEYS,
+)
+INFERENCE_OPERATION_INPUT_TOKENS = Instrument(
+    "gen_ai.client.inference.operation.input_tokens", "histogram", "{token}",
+    "The number of input (prompt) tokens used per inference operation.",
+    "gen_ai_client_inference_operation_input_tokens", TOKEN_BUCKETS,
+)
+INFERENCE_OPERATION_OUTPUT_TOKENS = Instrument(
+    "gen_ai.client.inference.operation.output_tokens", "histogram", "{token}",
+    "The number of output (completion) tokens used per inference operation.",
+    "gen_ai_client_inference_operation_output_tokens", TOKEN_BUCKETS,
+)
+USAGE_INPUT_TOKENS = Instrument(
+    "gen_ai.client.inference.usage.input_tokens", "counter", "{token}",
+    "The number of input (prompt) tokens used, including cached tokens.",
+    "gen_ai_client_inference_usage_input_tokens_total", labels=USAGE_ATTRIBUTE_KEYS,
+)
+USAGE_OUTPUT_TOKENS = Instrument(
+    "gen_ai.client.inference.usage.output_tokens", "counter", "{token}",
+    "The number of output (completion) tokens used, including reasoning tokens.",
+    "gen_ai_client_inference_usage_output_tokens_total", labels=USAGE_ATTRIBUTE_KEYS,
+)
+USAGE_CACHE_READ_INPUT_TOKENS = Instrument(
+    "gen_ai.client.inference.usage.cache_read.input_tokens", "counter", "{token}",
+    "The number of input tokens served from a provider-managed cache.",
+    "gen_ai_client_inference_usage_cache_read_input_tokens_total", labels=USAGE_ATTRIBUTE_KEYS,
+)
+USAGE_CACHE_WRITE_INPUT_TOKENS = Instrument(
+    "gen_ai.client.inference.usage.cache_write.input_tokens", "counter", "{token}",
+    "The number of input tokens written to a provider-managed cache.",
+    "gen_ai_client_inference_usage_cache_write_input_tokens_total", labels=USAGE_ATTRIBUTE_KEYS,
+)
+USAGE_REASONING_OUTPUT_TOKENS = Instrument(
+    "gen_ai.client.inference.usage.reasoning.output_tokens", "counter", "{token}",
+    "The number of output tokens used for reasoning (e.g. chain-of-thought, extended thinking).",
+    "gen_ai_client_inference_usage_reasoning_output_tokens_total", labels=USAGE_ATTRIBUTE_KEYS,
+)
+
+LATEST_INSTRUMENTS: tuple[Instrument, ...] = (
+    INFERENCE_DURATION,
+    INFERENCE_TIME_TO_FIRST_CHUNK,
+    INFERENCE_TIME_PER_OUTPUT_CHUNK,
+    INFERENCE_OPERATION_INPUT_TOKENS,
+    INFERENCE_OPERATION_OUTPUT_TOKENS,
+    USAGE_INPUT_TOKENS,
+    USAGE_OUTPUT_TOKENS,
+    USAGE_CACHE_READ_INPUT_TOKENS,
+    USAGE_CACHE_WRITE_INPUT_TOKENS,
+    USAGE_REASONING_OUTPUT_TOKENS,
+)
+# Default-mode instruments the latest mode does not create (replaced by the ones above).
+REPLACED_IN_LATEST: tuple[Instrument, ...] = (TOKEN_USAGE, TIME_TO_FIRST_CHUNK, TIME_PER_OUTPUT_CHUNK)
 
 
 def prometheus_label(attribute_key: str) -> str:

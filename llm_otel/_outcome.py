@@ -7,7 +7,7 @@ read the outcome, so a span and its metric points never disagree.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +44,10 @@ class Outcome:
     problems: tuple[str, ...]  # usage payload problems, each counted as unknown input
     input_messages: Any
     shared_span: bool  # another vendor's span of the same API call carries the GenAI attributes
+    server_address: str | None  # the GenAI server called (server.address / server.port)
+    server_port: int | None
+    chunk_gaps: Sequence[float]  # seconds between chunks after the first (time per output chunk)
+    inference: bool  # an inference operation (chat, completion, ...): per-chunk timing applies
 
     @property
     def usage(self) -> TokenUsage:
@@ -88,6 +92,10 @@ def settle(call: LLMCall, duration_s: float, error: BaseException | str | None) 
         problems=tuple(call.problems.reasons),
         input_messages=call.input_messages,
         shared_span=call.shared_span,
+        server_address=call.server_address,
+        server_port=call.server_port,
+        chunk_gaps=call.chunk_gaps,
+        inference=spec.operation in n.INFERENCE_OPERATIONS,
     )
 
 
@@ -97,7 +105,7 @@ def _series(
     """The call's bounded metric attributes; a call site reuses them while its labels repeat."""
     recorder: Recorder = call.telemetry.recorder
     response_model = call.facts.response_model
-    key = (provider, request_model, response_model, error_type, outcome)
+    key = (provider, request_model, response_model, error_type, outcome, call.server_address, call.server_port)
     memo = call.spec.memo.series if call.labels is call.spec.static_labels else None
     if memo is not None:
         found = memo.get(key, recorder)
@@ -108,6 +116,10 @@ def _series(
     labels[n.GEN_AI_REQUEST_MODEL] = request_model or n.UNKNOWN_VALUE
     if response_model:
         labels[n.GEN_AI_RESPONSE_MODEL] = response_model
+    if call.server_address:
+        labels[n.SERVER_ADDRESS] = call.server_address
+        if call.server_port:
+            labels[n.SERVER_PORT] = str(call.server_port)  # metric labels are strings
     if error_type is not None:
         labels[n.ERROR_TYPE] = error_type
     bounded = recorder.bound_in_place(labels)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry import metrics, trace
+from opentelemetry._logs import Logger, LoggerProvider, get_logger_provider
 from opentelemetry.metrics import MeterProvider, NoOpMeterProvider
 from opentelemetry.trace import Tracer, TracerProvider
 
@@ -26,6 +27,7 @@ from llm_otel._cardinality import CardinalityGuard
 from llm_otel._content import Redactor, default_redactor
 from llm_otel._log import log_once
 from llm_otel._metrics import Recorder
+from llm_otel._names import SCHEMA_URL_V1_41, SEMCONV_DEFAULT, SEMCONV_LATEST
 from llm_otel._ownership import WireResponses
 from llm_otel._pricing import Price, PriceBook, load_price_file
 from llm_otel._sampling import DropForecast
@@ -43,6 +45,8 @@ class Telemetry:
     capture_content: bool
     redactor: Redactor
     enabled: bool = True
+    semconv: str = SEMCONV_DEFAULT
+    event_logger: Logger | None = None  # the gen_ai.client.operation.exception events go here
     evaluator: Any = None
     owned: list[Any] = field(default_factory=list)
     sink: Any = None  # the DropSink of the exporters this setup created
@@ -111,12 +115,18 @@ def _build(
     overrides: Mapping[str, Mapping[str, Any] | Price],
     redactor: Redactor | None,
     owned: list[Any],
+    logger_provider: LoggerProvider | None = None,
 ) -> Telemetry:
+    semconv = _config.parse_semconv_opt_in(settings["semconv_stability_opt_in"])
     return Telemetry(
         tracer_provider=tracer_provider,
         meter_provider=meter_provider,
-        tracer=tracer_provider.get_tracer("llm_otel", VERSION),
-        recorder=Recorder(meter_provider, CardinalityGuard(settings["cardinality_limit"])),
+        tracer=tracer_provider.get_tracer(
+            "llm_otel", VERSION, schema_url=None if semconv == SEMCONV_LATEST else SCHEMA_URL_V1_41),
+        recorder=Recorder(meter_provider, CardinalityGuard(settings["cardinality_limit"]), semconv),
+        semconv=semconv,
+        event_logger=(logger_provider or get_logger_provider()).get_logger(
+            "llm_otel", VERSION, schema_url=None if semconv == SEMCONV_LATEST else SCHEMA_URL_V1_41),
         prices=PriceBook(overrides),
         settings=settings,
         capture_content=bool(settings["capture_content"]),
@@ -188,6 +198,7 @@ def configure(
     headers: Mapping[str, str] | None = None,
     tracer_provider: TracerProvider | None = None,
     meter_provider: MeterProvider | None = None,
+    logger_provider: LoggerProvider | None = None,
     capture_content: bool | None = None,
     prices: Mapping[str, Mapping[str, Any] | Price] | None = None,
     redactor: Redactor | None = None,
@@ -251,7 +262,7 @@ def configure(
         _providers.set_global_if_unset(tracer_provider, meter_provider)
     joined.explain(tracer_provider, meter_provider)
 
-    state = _build(settings, tracer_provider, meter_provider, overrides, redactor, owned)
+    state = _build(settings, tracer_provider, meter_provider, overrides, redactor, owned, logger_provider)
     state.sink = sink
     sink.recorder = state.recorder
     state.evaluator = _evaluator(settings, evaluator, judge)

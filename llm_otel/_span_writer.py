@@ -15,8 +15,16 @@ from llm_otel._outcome import Outcome
 from llm_otel._runtime import Telemetry
 
 
-def write_span(span: Span, outcome: Outcome, telemetry: Telemetry, *, on_span: tuple[str | None, str | None]) -> None:
-    """Annotate a recording span; ``on_span`` is the (provider, request model) the span already has."""
+def write_span(
+    span: Span,
+    outcome: Outcome,
+    telemetry: Telemetry,
+    *,
+    on_span: tuple[str | None, str | None],
+    span_server: tuple[str | None, int | None] = (None, None),
+) -> None:
+    """Annotate a recording span; ``on_span`` is the (provider, request model) the span already has,
+    ``span_server`` the (server address, port) it started with."""
     facts = outcome.facts
     usage = facts.usage
     provider, request_model = outcome.provider, outcome.request_model
@@ -27,16 +35,23 @@ def write_span(span: Span, outcome: Outcome, telemetry: Telemetry, *, on_span: t
     if request_model and not start_model:
         span.update_name(f"{outcome.operation} {request_model}")
         attributes[n.GEN_AI_REQUEST_MODEL] = request_model
+    server = outcome.server_address
+    if server and (server, outcome.server_port) != span_server:  # set after the span started
+        attributes[n.SERVER_ADDRESS] = server
+        if outcome.server_port:
+            attributes[n.SERVER_PORT] = outcome.server_port
+    latest = telemetry.semconv == n.SEMCONV_LATEST
     for key, value in (
         (n.GEN_AI_RESPONSE_MODEL, facts.response_model),
         (n.GEN_AI_RESPONSE_ID, facts.response_id),
         (n.GEN_AI_USAGE_INPUT_TOKENS, usage.input_tokens),
         (n.GEN_AI_USAGE_OUTPUT_TOKENS, usage.output_tokens),
         (n.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS, usage.cache_read_input_tokens),
-        (n.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS, usage.cache_creation_input_tokens),
+        (n.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS if latest else n.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS,
+         usage.cache_creation_input_tokens),
         (n.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS, usage.reasoning_output_tokens),
         (n.LLM_COST_USD, outcome.cost_usd),
-        (n.LLM_TIME_TO_FIRST_CHUNK, outcome.time_to_first_chunk_s),
+        (n.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, outcome.time_to_first_chunk_s),
     ):
         if value is not None:
             attributes[key] = value
@@ -57,8 +72,10 @@ def write_span(span: Span, outcome: Outcome, telemetry: Telemetry, *, on_span: t
     if outcome.stream_outcome is not None:
         attributes[n.LLM_STREAM_OUTCOME] = outcome.stream_outcome
     if outcome.streaming:
-        attributes[n.LLM_STREAMING] = True
+        attributes[n.GEN_AI_REQUEST_STREAM] = True
         attributes[n.LLM_STREAM_CHUNKS] = outcome.chunks
+    elif outcome.error is None and not facts.empty:  # a whole response came back: not a stream
+        attributes[n.GEN_AI_REQUEST_STREAM] = False
     if telemetry.capture_content:
         settings = telemetry.settings
         # each message capped, then the call's total, before redaction (docs/content-capture.md)

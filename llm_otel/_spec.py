@@ -6,9 +6,11 @@ import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from llm_otel import _bounds as bounds
 from llm_otel import _names as n
+from llm_otel._log import log_once
 from llm_otel._memo import Memo
 
 if TYPE_CHECKING:
@@ -17,6 +19,26 @@ if TYPE_CHECKING:
 UsageReader = Callable[[Any], Any]
 _START_ATTRIBUTES_MAX = 64
 _SERIES_MAX = 64  # per call site; model names and error types may be unbounded
+_SCHEME_PORTS = {"https": 443, "http": 80, "wss": 443, "ws": 80}
+
+
+def server_of(address: Any, port: Any = None) -> tuple[str | None, int | None]:
+    """``(host, port)`` from a host and port or a base URL; ``(None, None)`` when unusable (never raises)."""
+    try:
+        if isinstance(address, str) and "://" in address:
+            parsed = urlsplit(address)
+            address = parsed.hostname
+            if port is None:
+                port = parsed.port or _SCHEME_PORTS.get(parsed.scheme)
+        if not isinstance(address, str) or not address:
+            return None, None
+        if isinstance(port, int) and not isinstance(port, bool) and 0 < port < 65536:
+            return address, port
+        return address, None
+    except Exception as exc:  # a malformed URL (bad port) costs the attribute, never the call
+        log_once("server:bad-url", "llm-otel: server address %r not understood (%s); not recorded",
+                 address, type(exc).__name__)
+        return None, None
 
 
 class SiteMemo:
@@ -30,8 +52,9 @@ class SiteMemo:
     __slots__ = ("series", "start_attributes")
 
     def __init__(self) -> None:
-        self.start_attributes: Memo[tuple[str | None, str | None], dict[str, Any]] = Memo(_START_ATTRIBUTES_MAX)
-        self.series: Memo[tuple[str | None, ...], Series] = Memo(_SERIES_MAX)
+        # keyed by (provider, request model, server address, server port)
+        self.start_attributes: Memo[tuple[Any, ...], dict[str, Any]] = Memo(_START_ATTRIBUTES_MAX)
+        self.series: Memo[tuple[Any, ...], Series] = Memo(_SERIES_MAX)
 
 
 @dataclass(frozen=True)
@@ -46,6 +69,8 @@ class CallSpec:
     prompt_version: str | None = None
     usage: UsageReader | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
+    server_address: str | None = None  # already parsed (server_of)
+    server_port: int | None = None
 
     @functools.cached_property
     def static_labels(self) -> dict[str, str]:

@@ -12,11 +12,14 @@
 #   scripts/build-collector.sh               build if needed, report the path on stderr
 #   scripts/build-collector.sh --print-path  build if needed, print only the path on stdout
 #
+# LLM_OTEL_COLLECTOR_MANIFEST names another manifest (`llm-otel stack build` passes the one an
+# installed wheel carries, llm_otel/observability/collector/builder-config.yaml).
+#
 # Needs: Go (the version the collector release requires) and access to the Go module proxy.
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-manifest="$repo_root/observability/collector/builder-config.yaml"
+manifest="${LLM_OTEL_COLLECTOR_MANIFEST:-$repo_root/observability/collector/builder-config.yaml}"
 binary_name="otelcol-llm"
 
 print_path=0
@@ -24,7 +27,7 @@ case "${1:-}" in
     --print-path) print_path=1 ;;
     "") ;;
     -h | --help)
-        sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+        sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
     *)

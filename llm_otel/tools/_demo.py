@@ -139,6 +139,11 @@ def _points(data: MetricsData | None) -> Iterable[tuple[str, Any]]:
                     yield metric.name, point
 
 
+# either conventions mode (OTEL_SEMCONV_STABILITY_OPT_IN) names these differently
+_DURATIONS = frozenset({n.OPERATION_DURATION.name, n.INFERENCE_DURATION.name})
+_FIRST_CHUNKS = frozenset({n.TIME_TO_FIRST_CHUNK.name, n.INFERENCE_TIME_TO_FIRST_CHUNK.name})
+
+
 def summarize(data: MetricsData | None) -> list[ModelRow]:
     """Per request model, from the kit's metrics (sorted by model name)."""
     rows: dict[str, ModelRow] = {}
@@ -147,10 +152,10 @@ def summarize(data: MetricsData | None) -> list[ModelRow]:
         if not isinstance(model, str):
             continue
         row = rows.setdefault(model, ModelRow(model))
-        if name == n.OPERATION_DURATION.name:
+        if name in _DURATIONS:
             row.requests += point.count
             row.latency.add(point)
-        elif name == n.TIME_TO_FIRST_CHUNK.name:
+        elif name in _FIRST_CHUNKS:
             row.first_chunk.add(point)
         elif name == n.TOKENS_INPUT.name:
             row.input_tokens += int(point.value)
@@ -235,7 +240,7 @@ class TraceTally(SpanProcessor):
             trace_spans = [s for s in recent if s.context is not None and s.context.trace_id == root.context.trace_id]
             calls = [s for s in trace_spans if s is not root]
             if calls and all(n.ERROR_TYPE not in (s.attributes or {}) for s in trace_spans) and any(
-                (s.attributes or {}).get(n.LLM_STREAMING) for s in calls
+                (s.attributes or {}).get(n.GEN_AI_REQUEST_STREAM) for s in calls
             ):
                 return [_span_line(root, "")] + [_span_line(s, "└── ") for s in calls]
         return []
@@ -250,8 +255,8 @@ def _span_line(span: ReadableSpan, prefix: str) -> str:
                  f"{n.GEN_AI_USAGE_OUTPUT_TOKENS}={attributes.get(n.GEN_AI_USAGE_OUTPUT_TOKENS)!s}"]
         if n.LLM_COST_USD in attributes:
             facts.append(f"{n.LLM_COST_USD}={float(str(attributes[n.LLM_COST_USD])):.6f}")
-        if n.LLM_TIME_TO_FIRST_CHUNK in attributes:
-            facts.append(f"first chunk {float(str(attributes[n.LLM_TIME_TO_FIRST_CHUNK])) * 1000:.0f} ms")
+        if n.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK in attributes:
+            facts.append(f"first chunk {float(str(attributes[n.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK])) * 1000:.0f} ms")
     label = f"{prefix}{span.name}"
     return f"  {label:<26} {duration * 1000:6.0f} ms  {', '.join(facts)}"
 

@@ -41,6 +41,7 @@ __all__ = [
     "StackError",
     "StackInfo",
     "StackPorts",
+    "build_collector",
     "collector_binary",
     "collector_cache_path",
     "collector_environment",
@@ -53,10 +54,12 @@ __all__ = [
 ]
 
 COLLECTOR_BINARY_NAME = "otelcol-llm"
-BUILD_COMMAND = "bash scripts/build-collector.sh"
+BUILD_COMMAND = "llm-otel stack build"
 LOCALHOST = "127.0.0.1"
 StackMode = Literal["native", "docker"]
 
+PORTS_ENV = "LLM_OTEL_STACK_PORTS"
+_DOCKER_ONLY_PORTS = frozenset({"grafana", "tempo", "alertmanager"})  # same syntax as `llm-otel stack up --ports`
 _STATE_FILE = "stack.json"
 _COLLECTOR_CONFIGS = ("config.yaml", "file-export.yaml")
 # Scrape jobs of the shipped prometheus.yml and the native port each one points at.
@@ -84,6 +87,37 @@ class StackPorts:
     collector_health: int = 13133  # health_check extension
     collector_telemetry: int = 8888  # the Collector's own otelcol_* metrics
     prometheus: int = 9090
+    # published by docker compose only
+    grafana: int = 3000
+    tempo: int = 3200
+    alertmanager: int = 9093
+
+    @classmethod
+    def parse(cls, spec: str, base: StackPorts | None = None) -> StackPorts:
+        """Ports from ``--ports`` / ``$LLM_OTEL_STACK_PORTS``: ``free`` (ports the OS reports free),
+        ``+N`` (every port of ``base`` moved by N), or ``name=port`` pairs separated by commas
+        (``otlp_grpc=14317,prometheus=19090``; ``-`` and ``_`` alike); unnamed ports keep ``base``."""
+        base = base or cls()
+        text = spec.strip()
+        if text == "free":
+            return cls.free()
+        if text.startswith("+") and text[1:].isdigit():
+            offset = int(text[1:])
+            moved = {name: port + offset for name, port in base.named().items()}
+            if max(moved.values()) > 65535:
+                raise StackError(f"--ports {spec}: moves a port past 65535")
+            return cls(**moved)
+        named = base.named()
+        for pair in filter(None, (part.strip() for part in text.split(","))):
+            name, sep, value = pair.partition("=")
+            key = name.strip().replace("-", "_")
+            if not sep or key not in named or not value.strip().isdigit() or not 0 < int(value) < 65536:
+                raise StackError(
+                    f"--ports {spec}: {pair!r} is not name=port with a name of {', '.join(named)} "
+                    "(or use 'free' or '+OFFSET')"
+                )
+            named[key] = int(value)
+        return cls(**named)
 
     @classmethod
     def free(cls, host: str = LOCALHOST) -> StackPorts:
@@ -153,9 +187,9 @@ class StackInfo:
         if self.prometheus_url:
             lines.append(f"  Prometheus       {self.prometheus_url}")
         if self.mode == "docker":
-            lines.append(f"  Grafana          http://{self.host}:3000")
-            lines.append(f"  Tempo            http://{self.host}:3200")
-            lines.append(f"  Alertmanager     http://{self.host}:9093")
+            lines.append(f"  Grafana          http://{self.host}:{self.ports.grafana}")
+            lines.append(f"  Tempo            http://{self.host}:{self.ports.tempo}")
+            lines.append(f"  Alertmanager     http://{self.host}:{self.ports.alertmanager}")
         if self.traces_file:
             lines.append(f"  Traces file      {self.traces_file}")
         if self.mode == "native":
@@ -199,12 +233,16 @@ class ComponentStatus(NamedTuple):
 
 
 def observability_dir() -> Path:
-    """The observability/ folder: $LLM_OTEL_OBSERVABILITY_DIR, the source checkout, or the cwd's."""
+    """The observability/ folder: $LLM_OTEL_OBSERVABILITY_DIR, the one the package carries (a
+    wheel's copy, or in a checkout ``llm_otel/observability``, a link to the top-level folder),
+    the source checkout's, or the cwd's."""
     candidates: list[Path] = []
     env = os.environ.get("LLM_OTEL_OBSERVABILITY_DIR")
     if env:
         candidates.append(Path(env))
-    candidates.append(Path(__file__).resolve().parents[2] / "observability")
+    package = Path(__file__).resolve().parents[1]  # llm_otel/ (this module is llm_otel/tools/_stack.py)
+    candidates.append(package / "observability")
+    candidates.append(package.parent / "observability")
     cwd = Path.cwd().resolve()
     candidates.extend(parent / "observability" for parent in (cwd, *cwd.parents))
     for candidate in candidates:
@@ -247,7 +285,8 @@ def collector_binary() -> Path:
     if not _is_executable(path):
         raise StackError(
             f"the llm-otel Collector is not built yet (expected {path}); build it once with "
-            f"`{BUILD_COMMAND}` from the llm-otel checkout (needs Go), or set LLM_OTEL_COLLECTOR_BIN"
+            f"`{BUILD_COMMAND}` (or `bash scripts/build-collector.sh` in a checkout; needs Go and the Go "
+            "module proxy, a few minutes), or set LLM_OTEL_COLLECTOR_BIN"
         )
     return path
 
@@ -266,6 +305,21 @@ def _prometheus_binary() -> Path:
 
 def _is_executable(path: Path) -> bool:
     return path.is_file() and os.access(path, os.X_OK)
+
+
+def build_collector(*, print_path: bool = False) -> int:
+    """Run the build script the package carries (``scripts/build-collector.sh``, reached through
+    ``llm_otel/build-collector.sh``) on the manifest of :func:`observability_dir`; a cached build
+    returns at once. Output goes to the terminal; returns the script's exit code."""
+    script = Path(__file__).resolve().parents[1] / "build-collector.sh"  # llm_otel/build-collector.sh
+    if not script.is_file():
+        raise StackError(f"the collector build script is missing ({script}); reinstall llm-otel")
+    bash = shutil.which("bash")
+    if bash is None:
+        raise StackError("building the collector needs bash (and Go); or set LLM_OTEL_COLLECTOR_BIN to a built one")
+    env = {**os.environ, "LLM_OTEL_COLLECTOR_MANIFEST": str(observability_dir() / "collector" / "builder-config.yaml")}
+    command = [bash, str(script), *(["--print-path"] if print_path else [])]
+    return subprocess.run(command, env=env, check=False).returncode
 
 
 # --------------------------------------------------------------------------- rendering
@@ -356,8 +410,10 @@ def stack_up(
         raise StackError(
             f"a {existing.mode} stack is recorded in {run_dir}; stop it first (`llm-otel stack down`)"
         )
+    if ports is None and os.environ.get(PORTS_ENV, "").strip():
+        ports = StackPorts.parse(os.environ[PORTS_ENV])
     if mode == "docker":
-        return _docker_up(run_dir, host)
+        return _docker_up(run_dir, host, ports or StackPorts())
 
     if existing is not None:
         if all(_running(pid, run_dir) for pid in existing.pids.values()):
@@ -428,7 +484,7 @@ def stack_down(run_dir: Path | None = None, *, timeout: float = 20.0) -> list[st
         return []
     stopped: list[str] = []
     if info.mode == "docker":
-        _compose("down")
+        _compose("down", env=compose_environment(info.ports))
         stopped.append("docker compose")
     else:
         # Prometheus first, so it does not record the Collector going away as an outage.
@@ -580,7 +636,7 @@ def _http_ok(url: str) -> bool:
 def _check_ports_free(ports: StackPorts, host: str, with_prometheus: bool) -> None:
     busy = []
     for name, port in ports.named().items():
-        if name == "prometheus" and not with_prometheus:
+        if (name == "prometheus" and not with_prometheus) or name in _DOCKER_ONLY_PORTS:
             continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -591,7 +647,9 @@ def _check_ports_free(ports: StackPorts, host: str, with_prometheus: bool) -> No
     if busy:
         raise StackError(
             f"ports already in use on {host}: {', '.join(busy)}; stop what uses them "
-            "(`llm-otel stack down`, or the docker compose stack) or choose other ports"
+            "(`llm-otel stack down`, or the docker compose stack) or move the stack's ports "
+            "(`llm-otel stack up --ports free`, `--ports +10000`, or `--ports otlp_grpc=14317,...`; "
+            f"${PORTS_ENV} takes the same)"
         )
 
 
@@ -630,20 +688,26 @@ def _docker_available() -> bool:
     return result.returncode == 0
 
 
-def _compose(*args: str) -> None:
+def _compose(*args: str, env: Mapping[str, str] | None = None) -> None:
     compose_file = observability_dir() / "docker-compose.yml"
     command = ["docker", "compose", "-f", str(compose_file), *args]
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    result = subprocess.run(command, capture_output=True, text=True, check=False,
+                            env={**os.environ, **env} if env else None)
     if result.returncode != 0:
         raise StackError(f"`{' '.join(command)}` failed:\n{result.stderr.strip()}")
 
 
-def _docker_up(run_dir: Path, host: str) -> StackInfo:
-    """docker compose up -d with the compose file's ports (not covered by the test suite)."""
+def compose_environment(ports: StackPorts) -> dict[str, str]:
+    """The host ports docker-compose.yml publishes (``${LLM_OTEL_PORT_<NAME>:-default}``)."""
+    return {f"LLM_OTEL_PORT_{name.upper()}": str(port) for name, port in ports.named().items()}
+
+
+def _docker_up(run_dir: Path, host: str, ports: StackPorts) -> StackInfo:
+    """docker compose up -d with ``ports`` published on the host (not covered by the test suite)."""
     if not os.environ.get("GF_SECURITY_ADMIN_PASSWORD"):
         raise StackError("set GF_SECURITY_ADMIN_PASSWORD (the Grafana admin password) before starting with Docker")
-    _compose("up", "-d")
+    _compose("up", "-d", env=compose_environment(ports))
     run_dir.mkdir(parents=True, exist_ok=True)
-    info = StackInfo(mode="docker", run_dir=run_dir, ports=StackPorts(), host=host)
+    info = StackInfo(mode="docker", run_dir=run_dir, ports=ports, host=host)
     _save_state(info)
     return info

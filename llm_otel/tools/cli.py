@@ -15,8 +15,11 @@ def _stack(args: argparse.Namespace) -> int:
 
     run_dir = Path(args.run_dir) if args.run_dir else None
     try:
+        if args.action == "build":
+            return _stack.build_collector()
         if args.action == "up":
-            info = _stack.stack_up(run_dir, mode=args.mode, with_prometheus=not args.no_prometheus)
+            ports = _stack.StackPorts.parse(args.ports) if args.ports else None
+            info = _stack.stack_up(run_dir, mode=args.mode, with_prometheus=not args.no_prometheus, ports=ports)
             print(info.describe())
         elif args.action == "down":
             stopped = _stack.stack_down(run_dir)
@@ -51,11 +54,19 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     stack = commands.add_parser("stack", help="start, stop or inspect the bundled Collector + Prometheus stack")
-    stack.add_argument("action", choices=("up", "down", "status"))
+    stack.add_argument("action", choices=("up", "down", "status", "build"),
+                       help="build: compile the Collector the native stack runs, once (needs Go; cached)")
     stack.add_argument("--run-dir", help="where logs, pids and rendered configs live (default ./.run/stack)")
     stack.add_argument("--mode", choices=("auto", "native", "docker"), default="auto",
                        help="docker compose when a Docker engine answers (auto), or native processes")
     stack.add_argument("--no-prometheus", action="store_true", help="start only the collector")
+    stack.add_argument(
+        "--ports", metavar="SPEC",
+        help="move ports that are taken (default from $LLM_OTEL_STACK_PORTS): 'free' (any free ports), "
+        "'+N' (every default + N), or name=port pairs, e.g. otlp_grpc=14317,otlp_http=14318,prometheus=19090; "
+        "names: otlp_grpc, otlp_http, collector_metrics, collector_health, collector_telemetry, prometheus, "
+        "grafana, tempo, alertmanager (the last three with docker only)",
+    )
     stack.set_defaults(handler=_stack)
 
     demo = commands.add_parser(

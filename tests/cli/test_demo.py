@@ -151,3 +151,25 @@ def test_cli_command_exits_0_quickly_and_quietly_without_a_collector(no_stack: d
     # No exporter is set up without a collector, so nothing complains about failed exports.
     assert "Failed to export" not in completed.stderr
     assert "Traceback" not in completed.stderr
+
+
+def test_demo_table_reads_the_latest_convention_names_too(
+    no_stack: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_SEMCONV_STABILITY_OPT_IN", "gen_ai_latest_experimental")
+    out = io.StringIO()
+    result = run_demo(DemoOptions(duration_s=1, rate=20, live=False), out)
+
+    table = parse_table(out.getvalue())
+    counts: dict[str, int] = defaultdict(int)
+    for resource in result.metrics.resource_metrics:
+        for scope in resource.scope_metrics:
+            for metric in scope.metrics:
+                assert metric.name != n.OPERATION_DURATION.name  # every demo call is a chat: inference
+                if metric.name == n.INFERENCE_DURATION.name:
+                    for point in metric.data.data_points:
+                        counts[dict(point.attributes or {})[n.GEN_AI_REQUEST_MODEL]] += point.count
+    assert counts and all(table[model]["requests"] == calls for model, calls in counts.items())
+    streamed = {model for _, model, stream, _ in TASKS if stream}
+    for model in MODELS:
+        assert (table[model]["TTFT p50 ms"] is not None) == (model in streamed)

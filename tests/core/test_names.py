@@ -30,13 +30,14 @@ def expected_series(spec: n.Instrument) -> str:
 
 
 def test_every_documented_series_matches_the_translation() -> None:
-    for spec in n.INSTRUMENTS:
+    for spec in (*n.INSTRUMENTS, *n.LATEST_INSTRUMENTS):
         assert spec.prometheus == expected_series(spec), spec.name
 
 
 def test_names_are_unique_and_histograms_have_buckets() -> None:
-    assert len({s.name for s in n.INSTRUMENTS}) == len(n.INSTRUMENTS)
-    for spec in n.INSTRUMENTS:
+    every = (*n.INSTRUMENTS, *n.LATEST_INSTRUMENTS)
+    assert len({s.name for s in every}) == len(every)
+    for spec in every:
         assert (spec.kind == "histogram") == (spec.buckets is not None), spec.name
         if spec.buckets:
             assert list(spec.buckets) == sorted(spec.buckets)
@@ -46,6 +47,8 @@ def test_no_deprecated_genai_names() -> None:
     values = {v for k, v in vars(n).items() if isinstance(v, str) and k.isupper()}
     assert "gen_ai.system" not in values
     assert not any("prompt_tokens" in v or "completion_tokens" in v for v in values)
+    # the kit's own streaming attributes gave way to gen_ai.request.stream / response.time_to_first_chunk
+    assert not {"llm.streaming", "llm.time_to_first_chunk_s"} & values
 
 
 # --- one source of truth: attribute keys are spelled in the names module only ---------------

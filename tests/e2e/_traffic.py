@@ -64,7 +64,7 @@ def _cost(provider: str, model: str, total_input: int, output: int, cache_read: 
     return float(calc_price(usage, model, provider_id=provider).total_price)
 
 
-@llm_otel.traced_llm(provider="openai")
+@llm_otel.traced_llm(provider="openai", server_address="https://api.openai.com/v1")
 def openai_chat(model: str, usage: tuple[int, int, int], score: float | None = None) -> dict[str, Any]:
     if score is not None:
         llm_otel.record_quality(score)

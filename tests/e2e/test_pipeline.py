@@ -4,6 +4,9 @@ Known traffic goes through the shipped collector config and is scraped by
 Debian's Prometheus with the shipped prometheus.yml and alert rules; every
 dashboard expression and alert rule is evaluated by Prometheus itself and the
 raw series are compared with the ground truth the traffic generator computed.
+
+This module runs the default GenAI conventions (v1.41.0); test_pipeline_latest.py
+runs the same tests, on a stack of its own, with gen_ai_latest_experimental.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import pytest
 import yaml
 
 import llm_otel
+from llm_otel import _names as n
 from llm_otel.tools._stack import StackInfo
 from tests.stack._support import SLO_RULES
 
@@ -31,6 +35,24 @@ from ._traffic import Truth
 JOB = "llm-e2e"
 ROUNDS = 3
 RAG_ROUNDS = 4
+SEMCONV = n.SEMCONV_DEFAULT  # test_pipeline_latest.py sets the other mode
+
+
+@pytest.fixture(scope="module")
+def semconv(request: pytest.FixtureRequest) -> str:
+    mode: str = getattr(request.module, "SEMCONV", SEMCONV)
+    return mode
+
+
+def series_names(semconv: str) -> dict[str, str]:
+    """The mode's Prometheus names of what these tests count."""
+    latest = semconv == n.SEMCONV_LATEST
+    return {
+        "requests": (n.INFERENCE_DURATION if latest else n.OPERATION_DURATION).prometheus + "_count",
+        "first_chunk": (n.INFERENCE_TIME_TO_FIRST_CHUNK if latest else n.TIME_TO_FIRST_CHUNK).prometheus + "_count",
+        "chunk_gaps": (n.INFERENCE_TIME_PER_OUTPUT_CHUNK if latest else n.TIME_PER_OUTPUT_CHUNK).prometheus + "_count",
+        "absent": (n.TOKEN_USAGE.prometheus if latest else n.INFERENCE_DURATION.prometheus) + "_count",
+    }
 
 
 def _get(url: str) -> Any:
@@ -70,10 +92,10 @@ def wait_for(info: StackInfo, expr: str, expected: float, timeout: float = 90.0)
 
 
 @pytest.fixture(scope="module")
-def pipeline(native_stack: StackInfo) -> Iterator[tuple[StackInfo, Truth, _traffic.BlockingScorer]]:
+def pipeline(native_stack: StackInfo, semconv: str) -> Iterator[tuple[StackInfo, Truth, _traffic.BlockingScorer]]:
     scorer = _traffic.BlockingScorer()
     llm_otel.configure(
-        service_name=JOB, endpoint=native_stack.otlp_grpc_endpoint, protocol="grpc",
+        service_name=JOB, endpoint=native_stack.otlp_grpc_endpoint, protocol="grpc", semconv_stability_opt_in=semconv,
         metric_export_interval_ms=500, span_schedule_delay_ms=200, set_global=False,
         evaluator=scorer, evaluation_sample_rate=1.0, evaluation_queue_size=1, drift_window=4,
     )
@@ -127,19 +149,25 @@ def test_cost_matches_genai_prices_to_1e9(pipeline: tuple[StackInfo, Truth, Any]
     assert scalar(info, f'sum(llm_cost_usd_count{{job="{JOB}"}})') == truth.priced_calls
 
 
-def test_requests_errors_rate_limits_and_unpriced(pipeline: tuple[StackInfo, Truth, Any]) -> None:
+def test_requests_errors_rate_limits_and_unpriced(pipeline: tuple[StackInfo, Truth, Any], semconv: str) -> None:
     info, truth, _ = pipeline
+    names = series_names(semconv)
     requests = by_label(
-        info, f'sum by (gen_ai_request_model) (gen_ai_client_operation_duration_seconds_count{{job="{JOB}"}})',
-        "gen_ai_request_model",
+        info, f'sum by (gen_ai_request_model) ({names["requests"]}{{job="{JOB}"}})', "gen_ai_request_model",
     )
     assert requests == {model: float(calls) for model, calls in truth.calls_by_model.items()}
     assert scalar(info, f'sum(llm_errors_total{{job="{JOB}"}})') == truth.errors
     assert scalar(info, f'sum(llm_errors_total{{job="{JOB}",error_type="rate_limited"}})') == truth.rate_limited
     assert scalar(info, f'sum(llm_rate_limited_total{{job="{JOB}"}})') == truth.rate_limited
     assert scalar(info, f'sum(llm_cost_unpriced_total{{job="{JOB}"}})') == truth.unpriced
-    assert scalar(info, f'sum(gen_ai_client_operation_time_to_first_chunk_seconds_count{{job="{JOB}"}})') == \
-        truth.streams
+    assert scalar(info, f'sum({names["first_chunk"]}{{job="{JOB}"}})') == truth.streams
+    # three chunks a stream: two gaps after the first
+    assert scalar(info, f'sum({names["chunk_gaps"]}{{job="{JOB}"}})') == 2 * truth.streams
+    assert query(info, f'{names["absent"]}{{job="{JOB}"}}') == []  # the other mode's name is not emitted
+    # the call site named its server: labels on the series, as the conventions ask
+    servers = query(info, f'count by (server_address, server_port) ({names["requests"]}{{job="{JOB}",server_address!=""}})')
+    assert [(row["metric"]["server_address"], row["metric"]["server_port"]) for row in servers] == [
+        ("api.openai.com", "443")]
     assert scalar(info, f'sum(llm_otel_input_unknown_total{{job="{JOB}"}})') == truth.bad_input
 
 
@@ -211,6 +239,21 @@ def test_every_alert_rule_evaluates_on_real_series(
     assert loaded["OtelCollectorDown"]["state"] == "inactive"
 
 
+def test_latest_usage_counters_match_the_kit_totals(pipeline: tuple[StackInfo, Truth, Any], semconv: str) -> None:
+    if semconv != n.SEMCONV_LATEST:
+        pytest.skip("gen_ai.client.inference.usage.* exist in the latest mode only")
+    info, truth, _ = pipeline
+    by_model = by_label(
+        info, f'sum by (gen_ai_request_model) ({n.USAGE_INPUT_TOKENS.prometheus}{{job="{JOB}",gen_ai_token_modality="unknown"}})',
+        "gen_ai_request_model",
+    )
+    assert {model: tokens for model, tokens in by_model.items() if tokens} == {
+        model: float(tokens) for model, tokens in truth.input_tokens.items()
+    }
+    output = scalar(info, f'sum({n.USAGE_OUTPUT_TOKENS.prometheus}{{job="{JOB}"}})')
+    assert output == float(sum(truth.output_tokens.values()))
+
+
 def test_traces_reach_the_collector_with_genai_attributes(pipeline: tuple[StackInfo, Truth, Any]) -> None:
     info, _, _ = pipeline
     assert info.traces_file is not None
@@ -222,6 +265,9 @@ def test_traces_reach_the_collector_with_genai_attributes(pipeline: tuple[StackI
     assert attrs["gen_ai.operation.name"] == "chat"
     assert attrs["llm.task_type"] == "classify"
     assert "gen_ai.usage.input_tokens" in attrs and "llm.cost.usd" in attrs
+    assert attrs[n.GEN_AI_REQUEST_STREAM] is False
+    streamed = [s for s in spans if s["attributes"].get(n.GEN_AI_REQUEST_STREAM) is True]
+    assert streamed and all(s["attributes"][n.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] >= 0 for s in streamed)
     assert llm_spans[0]["kind"] == 3  # SPAN_KIND_CLIENT
     routes = {s["spanId"]: s for s in spans if s["name"] == "llm.route"}
     assert all(s.get("parentSpanId") in routes for s in llm_spans), "routed calls are children of llm.route"

@@ -90,7 +90,7 @@ def test_stream_with_usage_and_duration_until_the_end(server: StandInServer, ins
     assert span.attributes["gen_ai.usage.input_tokens"] == usage.prompt_tokens
     assert span.attributes["gen_ai.usage.output_tokens"] == usage.completion_tokens
     assert (span.end_time - span.start_time) / 1e9 >= 0.8 * elapsed
-    assert span.attributes["llm.time_to_first_chunk_s"] > 0.04
+    assert span.attributes["gen_ai.response.time_to_first_chunk"] > 0.04
     assert_recorded(instrumented, usage.prompt_tokens, usage.completion_tokens)
 
 
@@ -199,7 +199,7 @@ def test_responses_create_and_stream(server: StandInServer, instrumented: Captur
     first, second = instrumented.spans()
     assert first.attributes["gen_ai.usage.output_tokens"] == response.usage.output_tokens
     assert second.attributes["gen_ai.usage.output_tokens"] == streamed.usage.output_tokens
-    assert second.attributes["llm.streaming"] is True
+    assert second.attributes["gen_ai.request.stream"] is True
     assert_recorded(instrumented, response.usage.input_tokens + streamed.usage.input_tokens,
                     response.usage.output_tokens + streamed.usage.output_tokens, calls=2)
 

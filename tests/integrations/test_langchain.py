@@ -126,7 +126,7 @@ def test_sync_invoke_is_one_trace_with_genai_attributes_and_metrics(
     chat = dict(telemetry.span(CHAT).attributes or {})
     assert chat["gen_ai.request.temperature"] == 0.2
     assert chat["gen_ai.request.max_tokens"] == 256
-    assert "llm.streaming" not in chat
+    assert chat["gen_ai.request.stream"] is False
 
     root = telemetry.span("invoke_workflow rag")
     assert root.kind is SpanKind.INTERNAL
@@ -275,7 +275,7 @@ def test_stream_records_time_to_first_token(telemetry: CapturedTelemetry, handle
     telemetry.assert_single_trace(RAG_SHAPE)
     assert_chat_span(telemetry.span(CHAT))
     chat = dict(telemetry.span(CHAT).attributes or {})
-    assert chat["llm.streaming"] is True
+    assert chat["gen_ai.request.stream"] is True
     assert chat["llm.stream.chunks"] >= len(REPLY.split())  # type: ignore[operator]
     assert telemetry.histogram_count(TTFT, {"gen_ai.request.model": REQUEST_MODEL}) == 1
     assert telemetry.counter("llm.tokens.output") == OUTPUT_TOKENS

@@ -287,9 +287,9 @@ def test_streaming_query_records_time_to_first_chunk(
     # The LLM is only called while the stream is read, after query() returned; it still nests under synthesize.
     telemetry.assert_single_trace({"POST /ask": QUERY_SHAPE})
     completion = attributes(telemetry.span("text_completion"))
-    assert completion[n.LLM_STREAMING] is True
+    assert completion[n.GEN_AI_REQUEST_STREAM] is True
     assert completion[n.LLM_STREAM_CHUNKS] == len(tokens) == 8
-    assert completion[n.LLM_TIME_TO_FIRST_CHUNK] >= 0
+    assert completion[n.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] >= 0
     assert (
         telemetry.histogram_count(n.TIME_TO_FIRST_CHUNK.name, gen_ai__operation__name="text_completion") == 1
     )

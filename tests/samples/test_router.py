@@ -46,7 +46,7 @@ def test_each_task_is_one_trace_routed_to_its_model(
     attributes = dict(call.attributes or {})
     assert attributes[n.GEN_AI_PROVIDER_NAME] == "openai"
     assert attributes[n.LLM_ROUTED_MODEL] == model
-    assert attributes.get(n.LLM_STREAMING, False) == ROUTES[task].stream
+    assert attributes.get(n.GEN_AI_REQUEST_STREAM, False) == ROUTES[task].stream
 
     assert_tokens_match(telemetry, ground_truth(stand_in.requests))
     labels = {"llm.task_type": task, "gen_ai.request.model": model}

@@ -103,7 +103,8 @@ _KEYWORDS = {
 def metric_names(promql: str) -> set[str]:
     """Metric names a PromQL expression selects (functions, labels and keywords removed)."""
     text = re.sub(r'"(?:[^"\\]|\\.)*"', '""', promql)  # string literals
-    names = set(re.findall(r'__name__\s*=~?\s*"([^"]*)"', promql))
+    names = {alternative for selector in re.findall(r'__name__\s*=~?\s*"([^"]*)"', promql)
+             for alternative in selector.split("|")}
     text = re.sub(r"\{[^}]*\}", "", text)  # label matchers
     text = re.sub(r"\[[^\]]*\]", "", text)  # range / subquery selectors
     text = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", text)
@@ -135,7 +136,7 @@ def label_names(promql: str) -> set[str]:
 def known_series() -> set[str]:
     """Series names the Collector produces from llm_otel/_names.py instruments."""
     names: set[str] = set()
-    for instrument in _names.INSTRUMENTS:
+    for instrument in (*_names.INSTRUMENTS, *_names.LATEST_INSTRUMENTS):
         if instrument.kind == "histogram":
             names.update(instrument.prometheus + suffix for suffix in ("_bucket", "_sum", "_count"))
         else:
@@ -144,9 +145,12 @@ def known_series() -> set[str]:
 
 
 def known_labels() -> set[str]:
-    """Labels a query may use: instrument attributes, histogram le, job/instance, the SLO rules' slo."""
-    labels = {_names.prometheus_label(key) for instrument in _names.INSTRUMENTS for key in instrument.labels}
-    return labels | {"le", "job", "instance", "slo"}
+    """Labels a query may use: instrument attributes (both conventions modes), histogram le,
+    job/instance, the SLO rules' slo, and __name__ (selectors that name both modes' series)."""
+    labels = {_names.prometheus_label(key) for instrument in (*_names.INSTRUMENTS, *_names.LATEST_INSTRUMENTS)
+              for key in instrument.labels}
+    labels.add(_names.prometheus_label(_names.GEN_AI_TOKEN_TYPE))  # set by label_replace on the latest token histograms
+    return labels | {"le", "job", "instance", "slo", "__name__"}
 
 
 def recorded_series() -> set[str]:

@@ -122,7 +122,7 @@ def test_every_dashboard_and_alert_expression_parses_in_prometheus(
 def test_missing_collector_names_the_build_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("LLM_OTEL_COLLECTOR_BIN", raising=False)
     monkeypatch.setenv("LLM_OTEL_CACHE", str(tmp_path))
-    with pytest.raises(StackError, match=r"bash scripts/build-collector\.sh"):
+    with pytest.raises(StackError, match=r"`llm-otel stack build` \(or `bash scripts/build-collector\.sh`"):
         collector_binary()
 
 
