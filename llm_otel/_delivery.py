@@ -211,13 +211,13 @@ class DropSink:
         if not totals:
             return None
         spans = sum(n for (signal, _), n in totals.items() if signal == "spans")
-        metric_exports = sum(n for (signal, _), n in totals.items() if signal == "metrics")
+        points = sum(n for (signal, _), n in totals.items() if signal == "metrics")
         others = sum(n for (signal, _), n in totals.items() if signal not in ("spans", "metrics"))
         parts = []
         if spans:
             parts.append(f"{spans} span{'s' if spans != 1 else ''}")
-        if metric_exports:
-            parts.append(f"{metric_exports} metric export{'s' if metric_exports != 1 else ''}")
+        if points:
+            parts.append(f"{points} metric data point{'s' if points != 1 else ''}")
         if others:
             parts.append(f"{others} other item{'s' if others != 1 else ''}")
         where = f" to {self.target}" if self.target else ""
@@ -328,7 +328,7 @@ class CountingSpanExporter(SpanExporter):
 
 
 class CountingMetricExporter(MetricExporter):
-    """Counts every failed metric export; ``factory`` rebuilds the exporter in a forked child."""
+    """Counts the data points of every failed metric export; ``factory`` rebuilds the exporter in a forked child."""
 
     def __init__(self, inner: MetricExporter, sink: DropSink,
                  factory: Callable[[], MetricExporter] | None = None) -> None:
@@ -371,7 +371,7 @@ class CountingMetricExporter(MetricExporter):
             if result is MetricExportResult.SUCCESS:
                 self._sink.exported("metrics")
             else:
-                self._sink.dropped("metrics", "export_failed", 1)
+                self._sink.dropped("metrics", "export_failed", _export_guard.point_count(request))
                 outcome = result
         return outcome
 

@@ -121,6 +121,11 @@ def _points(data: MetricsData) -> Iterator[_Point]:
                     yield r, s, m, point
 
 
+def point_count(data: MetricsData) -> int:
+    """Data points in an export: the unit the dropped counter uses for metrics."""
+    return sum(1 for _ in _points(data))
+
+
 def _subset(data: MetricsData, keep: Sequence[_Point]) -> MetricsData:
     """``data`` with only the data points in ``keep`` (in their order), empty containers left out."""
     chosen: dict[tuple[int, int, int], list[Any]] = {}

@@ -278,7 +278,7 @@ CONTEXT_UTILIZATION = Instrument(
 )
 TELEMETRY_DROPPED = Instrument(
     "llm_otel.telemetry.dropped", "counter", "{item}",
-    "Spans or metric exports the kit could not deliver (queue full, export failed).",
+    "Spans or metric data points the kit could not deliver (queue full, export failed).",
     "llm_otel_telemetry_dropped_total",
     labels=("signal", "reason"),
 )

@@ -132,11 +132,12 @@ def p99(samples: Sequence[float]) -> float:
 def latency_bound(baseline_p99: float) -> float:
     """How much slower the app may get while the backend is broken: hardly at all.
 
-    Generous on purpose (a 2-core CI machine, GC pauses, the exporter thread holding
-    the GIL for a moment); blocking on an export would cost a whole export timeout
-    (a second here), far above this bound.
+    Generous on purpose (a shared 2-core machine, GC pauses, the exporter thread holding
+    the GIL while gRPC fails a connection, which took p99 to 5.5 ms once next to a
+    0.3 ms baseline); blocking on an export would cost a whole export timeout (250 ms
+    for the stalled collector, a second for the refused one), far above this bound.
     """
-    return max(5 * baseline_p99, baseline_p99 + 0.005)
+    return max(5 * baseline_p99, baseline_p99 + 0.05)
 
 
 # --------------------------------------------------------------------------- the kit's own counter
