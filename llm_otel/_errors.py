@@ -34,15 +34,34 @@ def _status_code(exc: BaseException) -> Any:
     return status
 
 
+def _aws_error_code(exc: BaseException) -> str:
+    """The error code of a botocore ``ClientError`` (its parsed ``response["Error"]["Code"]``), else "".
+
+    An error event in the middle of an AWS event stream is raised as ``EventStreamError`` with
+    no HTTP status: only its code (``throttlingException``) says it is a rate limit."""
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        error = response.get("Error")
+        if isinstance(error, dict):
+            code = error.get("Code")
+            if isinstance(code, str):
+                return code
+    return ""
+
+
+def _names_a_rate_limit(name: str) -> bool:
+    name = name.lower()
+    return ("ratelimit" in name or "rate_limit" in name or "toomanyrequests" in name
+            or "throttling" in name)  # AWS names its rate limits ThrottlingException
+
+
 def is_rate_limit(exc: BaseException) -> bool:
     try:
         if _status_code(exc) == 429:
             return True
+        return _names_a_rate_limit(type(exc).__name__) or _names_a_rate_limit(_aws_error_code(exc))
     except Exception:  # exotic exception objects must not break classification
         return False
-    name = type(exc).__name__.lower()
-    return ("ratelimit" in name or "rate_limit" in name or "toomanyrequests" in name
-            or "throttling" in name)  # AWS names its rate limits ThrottlingException
 
 
 def error_type(error: BaseException | str | None) -> str:

@@ -54,6 +54,15 @@ class ResponseCarrier(Exception):
     response = Response()
 
 
+class ParsedErrorResponse(Exception):
+    """Shaped like botocore's ClientError: the parsed error response, without an HTTP status
+    (an error event in the middle of an AWS event stream)."""
+
+    def __init__(self, code: object) -> None:
+        super().__init__(code)
+        self.response = {"Error": {"Code": code, "Message": "x"}}
+
+
 class BrokenStatus(Exception):
     @property
     def status_code(self) -> int:
@@ -66,6 +75,10 @@ class BrokenStatus(Exception):
         (RateLimitError("x"), _names.RATE_LIMIT_ERROR_TYPE),
         (Status429("x"), _names.RATE_LIMIT_ERROR_TYPE),
         (ResponseCarrier("x"), _names.RATE_LIMIT_ERROR_TYPE),
+        (ParsedErrorResponse("throttlingException"), _names.RATE_LIMIT_ERROR_TYPE),
+        (ParsedErrorResponse("TooManyRequestsException"), _names.RATE_LIMIT_ERROR_TYPE),
+        (ParsedErrorResponse("modelStreamErrorException"), "tests.ParsedErrorResponse"),
+        (ParsedErrorResponse(None), "tests.ParsedErrorResponse"),
         (ValueError("x"), "ValueError"),
         (BrokenStatus("x"), "tests.BrokenStatus"),
         ("abandoned", "abandoned"),
