@@ -1,37 +1,51 @@
-"""The AWS Bedrock runtime instrumentor (``boto3``/``botocore``): ``converse`` and ``invoke_model``.
+"""The AWS Bedrock runtime instrumentor (``boto3``/``botocore``): ``converse``, ``converse_stream``,
+``invoke_model`` and ``invoke_model_with_response_stream``.
 
     >>> from llm_otel.integrations.bedrock import BedrockInstrumentor
     >>> BedrockInstrumentor().instrument()     # or llm_otel.instrument("bedrock"), or opentelemetry-instrument
 
 botocore builds client classes at run time, so the wrapper sits on the one method every client
 call goes through (``BaseClient._make_api_call``) and returns at once for anything that is not
-a ``bedrock-runtime`` model call. Usage is read from the response (``converse``) or from the
-token-count headers Bedrock sends with every ``invoke_model`` answer, else from the model's
-own body (Anthropic-shaped bodies); the body stream is handed back unread.
-``converse_stream`` and ``invoke_model_with_response_stream`` are not instrumented yet.
+a ``bedrock-runtime`` model call. Usage is read from the response (``converse``), from the
+token-count headers Bedrock sends with every ``invoke_model`` answer and from the model's own
+body (docs/integrations/bedrock.md: which families); the body stream is handed back unread.
+A stream operation returns the same response dict whose event stream (``stream``, ``body``) is
+watched: iterating and ``close()`` behave as botocore's, and the call ends when the stream is
+exhausted, closed, dropped or fails.
 """
 
 from __future__ import annotations
 
 import io
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 from llm_otel import LLMCall, adapter
 from llm_otel.adapter import names as n
+from llm_otel.integrations._bedrock_payloads import (
+    read_converse,
+    read_converse_event,
+    read_invoke_body,
+    read_invoke_chunk,
+    read_invoke_headers,
+)
 from llm_otel.integrations._instrumentor import SDKInstrumentor, Target
 
 PROVIDER = "aws.bedrock"
 _SERVICE = "bedrock-runtime"
-_OPERATIONS = frozenset(("Converse", "InvokeModel"))
 _INFERENCE_NUMBERS = (
     ("maxTokens", n.GEN_AI_REQUEST_MAX_TOKENS),
     ("temperature", n.GEN_AI_REQUEST_TEMPERATURE),
     ("topP", n.GEN_AI_REQUEST_TOP_P),
 )
-_INPUT_HEADER = "x-amzn-bedrock-input-token-count"
-_OUTPUT_HEADER = "x-amzn-bedrock-output-token-count"
+_EventReader = Callable[[LLMCall, Mapping[str, Any]], None]
+# stream operation -> the response key holding its EventStream, and the reader of one event
+_STREAMS: dict[str, tuple[str, _EventReader]] = {
+    "ConverseStream": ("stream", read_converse_event),
+    "InvokeModelWithResponseStream": ("body", read_invoke_chunk),
+}
+_OPERATIONS = frozenset(("Converse", "InvokeModel", *_STREAMS))
 
 
 def _is_model_call(client: Any, operation: Any) -> bool:
@@ -52,47 +66,26 @@ def _attributes(params: Mapping[str, Any]) -> dict[str, Any] | None:
     return found or None
 
 
-def _int(value: Any) -> int | None:
-    try:
-        return int(value) if value is not None else None
-    except (TypeError, ValueError):
-        return None
+def _operation(operation: str, model: str | None) -> str:
+    # embedding models are called through invoke_model too (Titan, Cohere, Nova embeddings)
+    if operation == "InvokeModel" and model is not None and "embed" in model:
+        return n.OP_EMBEDDINGS
+    return n.OP_CHAT
 
 
-def _converse_done(call: LLMCall, response: Mapping[str, Any]) -> None:
-    usage = response.get("usage")
-    if isinstance(usage, Mapping):
-        base = _int(usage.get("inputTokens"))
-        cache_read = _int(usage.get("cacheReadInputTokens"))
-        cache_write = _int(usage.get("cacheWriteInputTokens"))
-        call.set_usage(  # input counts cached tokens too, as everywhere in the kit
-            input_tokens=None if base is None else base + (cache_read or 0) + (cache_write or 0),
-            output_tokens=usage.get("outputTokens"),
-            cache_read_input_tokens=cache_read,
-            cache_creation_input_tokens=cache_write,
-        )
-    reason = response.get("stopReason")
-    if isinstance(reason, str):
-        call.set_finish_reasons([reason])
-
-
-def _invoke_done(call: LLMCall, response: dict[str, Any]) -> None:
+def _invoke_done(call: LLMCall, response: dict[str, Any], kind: str) -> None:
     headers = (response.get("ResponseMetadata") or {}).get("HTTPHeaders") or {}
-    if _INPUT_HEADER in headers or _OUTPUT_HEADER in headers:
-        call.set_usage(input_tokens=_int(headers.get(_INPUT_HEADER)), output_tokens=_int(headers.get(_OUTPUT_HEADER)))
     body = response.get("body")
     read = getattr(body, "read", None)
-    if read is None:
-        return
-    data = read()
-    response["body"] = _body_like(body, data)  # the caller reads the same bytes
-    if call.usage_known:
-        return
-    try:
-        parsed = json.loads(data)
-    except ValueError:
-        return
-    call.set_response(parsed)  # Anthropic-shaped bodies carry usage, stop reason, id and model
+    if read is not None and kind == n.OP_CHAT:  # an embedding's body is long and says nothing more
+        data = read()
+        response["body"] = _body_like(body, data)  # the caller reads the same bytes
+        try:
+            parsed = json.loads(data)
+        except ValueError:
+            parsed = None
+        read_invoke_body(call, parsed)
+    read_invoke_headers(call, headers)  # model-independent counts: read last, they win
 
 
 def _body_like(original: Any, data: bytes) -> Any:
@@ -104,18 +97,58 @@ def _body_like(original: Any, data: bytes) -> Any:
         return io.BytesIO(data)
 
 
+class _EventWatch(adapter.StreamWatch):
+    """A call that stays open while its event stream is read; the stream's one finish ends it."""
+
+    def __init__(self, call: LLMCall, read: _EventReader) -> None:
+        self.call = call
+        self.read = read
+
+    def item(self, item: Any) -> None:
+        try:
+            if isinstance(item, Mapping):
+                self.read(self.call, item)
+        except Exception as exc:
+            adapter.internal_error("bedrock.stream_event", exc)
+
+    def end(self) -> None:
+        self.call.end()
+
+    def fail(self, error: BaseException) -> None:
+        self.call.fail(error)  # an error event (throttlingException, ...) is raised by botocore as a ClientError
+
+    def close(self) -> None:
+        if not self.call.ended:
+            self.call.end(outcome=adapter.CLOSED_EARLY)
+
+
+def _watch_stream(call: LLMCall, response: dict[str, Any], operation: str) -> bool:
+    """Put the watched event stream in the response dict; False when there is none to watch."""
+    key, read = _STREAMS[operation]
+    stream = response.get(key)
+    if stream is None or not hasattr(stream, "__iter__"):
+        adapter.log_once("bedrock:stream-shape", "llm-otel: a Bedrock response without an event stream "
+                         "was not observed; its usage is unknown")
+        call.note_usage_unknown("usage:stream_not_observed")
+        return False
+    response[key] = adapter.WatchedStream(stream, _EventWatch(call, read))
+    return True
+
+
 def _wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    operation = args[0] if args else kwargs.get("operation_name")
+    operation: Any = args[0] if args else kwargs.get("operation_name")
     if not _is_model_call(instance, operation):
         return wrapped(*args, **kwargs)
     params = args[1] if len(args) > 1 else kwargs.get("api_params") or {}
     call = None
+    kind = n.OP_CHAT
     try:
         if adapter.current().enabled:
             model = params.get("modelId") if isinstance(params, Mapping) else None
-            call = adapter.start_call(provider=PROVIDER, model=model if isinstance(model, str) else None,
-                                      operation=n.OP_CHAT, request_attributes=_attributes(params),
-                                      activate=True, wire=True)
+            model = model if isinstance(model, str) else None
+            kind = _operation(operation, model)
+            call = adapter.start_call(provider=PROVIDER, model=model, operation=kind,
+                                      request_attributes=_attributes(params), activate=True, wire=True)
     except Exception as exc:
         adapter.internal_error("bedrock.start", exc)
     if call is None:
@@ -128,9 +161,11 @@ def _wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[st
     try:
         call.deactivate()
         if operation == "Converse":
-            _converse_done(call, response)
-        else:
-            _invoke_done(call, response)
+            read_converse(call, response)
+        elif operation == "InvokeModel":
+            _invoke_done(call, response, kind)
+        elif _watch_stream(call, response, operation):
+            return response  # the call ends with its stream
     except Exception as exc:
         adapter.internal_error("bedrock.finish", exc)
     call.end()
