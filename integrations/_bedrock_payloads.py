@@ -95,6 +95,12 @@ def read_converse_event(call: LLMCall, event: Mapping[str, Any]) -> None:
             set_converse_usage(call, usage)
 
 
+def _without_model(message: dict[str, Any]) -> dict[str, Any]:
+    """A Claude message without its ``model``: that name lacks the inference profile of the request's
+    ``modelId`` (``global.``, ``us.``, an ARN), which decides the price; the call is priced by ``modelId``."""
+    return {**message, "model": None} if "model" in message else message
+
+
 def read_invoke_headers(call: LLMCall, headers: Mapping[str, Any]) -> None:
     """The token counts Bedrock sends as headers with every ``invoke_model`` answer, whatever the model."""
     if _INPUT_HEADER in headers or _OUTPUT_HEADER in headers:
@@ -107,7 +113,7 @@ def read_invoke_body(call: LLMCall, body: Any) -> None:
     if not isinstance(body, dict):
         return
     if body.get("type") == "message":
-        call.set_response(body)  # the Anthropic Messages API's own shape
+        call.set_response(_without_model(body))  # the Anthropic Messages API's own shape
     elif isinstance(body.get("output"), Mapping):
         read_converse(call, body)
     elif isinstance(body.get("results"), list):  # Titan text
@@ -140,8 +146,10 @@ def read_invoke_payload(call: LLMCall, payload: dict[str, Any]) -> None:
     if isinstance(kind, str):  # Claude: the Messages API's stream events
         if kind == "content_block_delta":
             call.add_chunk(payload)  # the core keeps its text when text is wanted
+        elif kind == "message_start" and isinstance(payload.get("message"), dict):
+            call.set_response({**payload, "message": _without_model(payload["message"])})  # id, input usage
         else:
-            call.set_response(payload)  # message_start: id, model, input usage; message_delta: stop reason
+            call.set_response(payload)  # message_delta: stop reason, output usage
     elif not _CONVERSE_EVENTS.isdisjoint(payload):
         read_converse_event(call, payload)  # Nova
     elif "outputText" in payload:  # Titan text

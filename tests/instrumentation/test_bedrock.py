@@ -121,12 +121,13 @@ def converse_frames(texts: list[str], usage: dict[str, int], *, stop: str = "end
     ]
 
 
-def claude_frames(texts: list[str], input_tokens: int, output_tokens: int) -> list[Any]:
+def claude_frames(texts: list[str], input_tokens: int, output_tokens: int,
+                  model: str = "claude-3-haiku-20240307") -> list[Any]:
     metrics = {"inputTokenCount": input_tokens, "outputTokenCount": output_tokens,
                "invocationLatency": 300, "firstByteLatency": 90}
     return [
         chunk({"type": "message_start", "message": {
-            "id": "msg_bdrk_01", "type": "message", "role": "assistant", "model": "claude-3-haiku-20240307",
+            "id": "msg_bdrk_01", "type": "message", "role": "assistant", "model": model,
             "content": [], "stop_reason": None, "usage": {"input_tokens": input_tokens, "output_tokens": 1}}}),
         chunk({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
         Pause(FIRST_TEXT_AFTER),
@@ -304,6 +305,18 @@ def test_invoke_stream_of_claude(bedrock: Any, telemetry: CapturedTelemetry) -> 
     assert telemetry.counter("llm.tokens.output") == 6
     assert telemetry.histogram_sum("llm.cost.usd") == pytest.approx(expected, rel=1e-9)
     assert telemetry.histogram_count("gen_ai.client.operation.time_to_first_chunk") == 1
+
+
+def test_claude_is_priced_by_the_requested_inference_profile(bedrock: Any, telemetry: CapturedTelemetry) -> None:
+    # Claude's events name the model without the profile; global and regional profiles cost differently
+    profile = "global.anthropic.claude-sonnet-4-5-20250929-v1:0"
+    response, _ = invoke_stream(bedrock, claude_frames(["Hi"], 1000, 100, model="claude-sonnet-4-5-20250929"),
+                                model=profile)
+    chunk_payloads(response["body"])
+    expected = price(profile, 1000, 100)
+    assert expected != price("us.anthropic.claude-sonnet-4-5-20250929-v1:0", 1000, 100)
+    span, = telemetry.spans()
+    assert span.attributes["llm.cost.usd"] == pytest.approx(expected, rel=1e-9)
 
 
 def _metrics(input_tokens: int, output_tokens: int) -> dict[str, int]:
