@@ -70,6 +70,13 @@ def read_converse(call: LLMCall, response: Mapping[str, Any]) -> None:
     if isinstance(usage, Mapping):
         set_converse_usage(call, usage)
     call.set_finish_reasons(response.get("stopReason"))
+    if call.wants_text:
+        output = response.get("output")
+        message = output.get("message") if isinstance(output, Mapping) else None
+        content = message.get("content") if isinstance(message, Mapping) else None
+        for block in content if isinstance(content, list) else ():
+            if isinstance(block, Mapping) and isinstance(block.get("text"), str):
+                call.add_output_text(block["text"])
 
 
 def read_converse_event(call: LLMCall, event: Mapping[str, Any]) -> None:

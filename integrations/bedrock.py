@@ -46,6 +46,7 @@ _STREAMS: dict[str, tuple[str, _EventReader]] = {
     "InvokeModelWithResponseStream": ("body", read_invoke_chunk),
 }
 _OPERATIONS = frozenset(("Converse", "InvokeModel", *_STREAMS))
+_CONVERSE = frozenset(("Converse", "ConverseStream"))
 
 
 def _is_model_call(client: Any, operation: Any) -> bool:
@@ -149,6 +150,8 @@ def _wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[st
             kind = _operation(operation, model)
             call = adapter.start_call(provider=PROVIDER, model=model, operation=kind,
                                       request_attributes=_attributes(params), activate=True, wire=True)
+            if call.wants_text and operation in _CONVERSE:
+                call.set_input_messages(params.get("messages"))  # Converse's blocks carry "text" as Claude's do
     except Exception as exc:
         adapter.internal_error("bedrock.start", exc)
     if call is None:

@@ -386,11 +386,20 @@ def test_streamed_text_is_captured_when_asked() -> None:
             converse_texts(response["stream"])
             response, _ = invoke_stream(client, claude_frames(["Bon", "jour"], 3, 2))
             chunk_payloads(response["body"])
+            stubber = Stubber(client)
+            stubber.add_response("converse", {
+                "output": {"message": {"role": "assistant", "content": [{"text": "Hola"}]}},
+                "stopReason": "end_turn", "usage": {"inputTokens": 3, "outputTokens": 1, "totalTokens": 4},
+                "metrics": {"latencyMs": 100}})
+            with stubber:
+                client.converse(modelId=MODEL, messages=MESSAGES)
         finally:
             llm_otel.uninstrument("bedrock")
-        first, second = captured.spans()
-    assert "Hello" in first.attributes["gen_ai.output.messages"]
-    assert "Bonjour" in second.attributes["gen_ai.output.messages"]
+        spans = captured.spans()
+    texts = [span.attributes["gen_ai.output.messages"] for span in spans]
+    assert ["Hello" in texts[0], "Bonjour" in texts[1], "Hola" in texts[2]] == [True, True, True]
+    assert "Say hello" in spans[0].attributes["gen_ai.input.messages"]  # Converse requests' messages
+    assert "Say hello" in spans[2].attributes["gen_ai.input.messages"]
 
 
 def test_invoke_model_headers_count_cached_input(bedrock: Any, telemetry: CapturedTelemetry) -> None:
