@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Callable, Mapping, Sequence
+import weakref
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 from llm_otel import LLMCall, adapter
@@ -132,7 +133,60 @@ def _watch_stream(call: LLMCall, response: dict[str, Any], operation: str) -> bo
                          "was not observed; its usage is unknown")
         call.note_usage_unknown("usage:stream_not_observed")
         return False
-    response[key] = adapter.WatchedStream(stream, _EventWatch(call, read))
+    watch = _EventWatch(call, read)
+    if not _watch_in_place(stream, watch):
+        response[key] = adapter.WatchedStream(stream, watch)
+    return True
+
+
+def _watch_in_place(stream: Any, watch: _EventWatch) -> bool:
+    """Watch botocore's ``EventStream`` itself, so the caller keeps the very object (and type)
+    botocore returned: each parsed event (or the error an error event raises) passes through
+    the instance's ``_parse_event``, the end is the raw event generator running out, and
+    ``close()`` or dropping the stream unread ends the call as closed early. False when the
+    stream is not shaped that way (an older or newer botocore): it is then wrapped instead."""
+    parse = getattr(stream, "_parse_event", None)
+    events: Any = getattr(stream, "_event_generator", None)
+    close = getattr(stream, "close", None)
+    if not (callable(parse) and callable(close) and hasattr(events, "__next__")):
+        return False
+    finished = [False]
+
+    def finish(how: Callable[..., None], *args: Any) -> None:
+        if not finished[0]:
+            finished[0] = True
+            how(*args)
+
+    def parse_observed(event: Any) -> Any:
+        try:
+            parsed = parse(event)
+        except BaseException as exc:
+            finish(watch.fail, exc)
+            raise
+        if parsed:
+            watch.item(parsed)
+        return parsed
+
+    def raw_events() -> Iterator[Any]:
+        try:
+            yield from events
+        except GeneratorExit:
+            raise
+        except BaseException as exc:  # the connection broke while reading
+            finish(watch.fail, exc)
+            raise
+        finish(watch.end)
+
+    def close_observed() -> None:
+        try:
+            close()
+        finally:
+            finish(watch.close)
+
+    stream._parse_event = parse_observed
+    stream._event_generator = raw_events()
+    stream.close = close_observed
+    weakref.finalize(stream, finish, watch.close)
     return True
 
 

@@ -165,6 +165,7 @@ def test_converse_stream_records_usage_cost_and_first_text(bedrock: Any, telemet
     response, _ = converse_stream(bedrock, converse_frames(["Hel", "lo"], {"inputTokens": 25, "outputTokens": 7}))
     assert telemetry.spans() == []  # the call lasts as long as its stream
     assert set(response) == {"ResponseMetadata", "stream"}
+    assert type(response["stream"]) is EventStream  # watched in place: botocore's own object
     assert converse_texts(response["stream"]) == ["Hel", "lo"]
 
     span, = telemetry.spans()
@@ -290,6 +291,7 @@ def test_throttled_before_the_stream(bedrock: Any, telemetry: CapturedTelemetry)
 def test_invoke_stream_of_claude(bedrock: Any, telemetry: CapturedTelemetry) -> None:
     response, _ = invoke_stream(bedrock, claude_frames(["Hel", "lo"], 12, 6))
     assert telemetry.spans() == []
+    assert type(response["body"]) is EventStream
     payloads = chunk_payloads(response["body"])
     assert [p["delta"]["text"] for p in payloads if p["type"] == "content_block_delta"] == ["Hel", "lo"]
     span, = telemetry.spans()
@@ -368,7 +370,7 @@ def test_invoke_stream_of_other_families(bedrock: Any, telemetry: CapturedTeleme
 def test_invoke_stream_closed_early(bedrock: Any, telemetry: CapturedTelemetry) -> None:
     response, body = invoke_stream(bedrock, claude_frames(["Hel", "lo"], 12, 6))
     stream = response["body"]
-    next(stream)
+    next(iter(stream))  # botocore's EventStream is iterable, not an iterator
     stream.close()
     assert body.closed
     span, = telemetry.spans()
