@@ -27,6 +27,7 @@ from llm_otel._extract import ResponseFacts, facts_from, uneventful_chunk, usage
 from llm_otel._log import internal_error, log_once
 from llm_otel._outcome import settle
 from llm_otel._ownership import defer_enclosing_call, foreign_genai_span
+from llm_otel._ownership import lend as lend_call
 from llm_otel._record import record
 from llm_otel._retrieved import passages_of, recall
 from llm_otel._runtime import Telemetry, current
@@ -99,15 +100,24 @@ class LLMCall:
         self._request_attributes = request_attributes
 
     # -- lifecycle -------------------------------------------------------
-    def start(self, *, activate: bool = False) -> LLMCall:
-        """Open the span; ``activate`` makes it the current span (and this the current call)."""
+    def start(self, *, activate: bool = False, lend: bool = False) -> LLMCall:
+        """Open the span; ``activate`` makes it the current span (and this the current call).
+
+        ``lend``: a call that will not be current while the model's code runs (a framework
+        handler's) is lent to this context instead: the next call of the kit started here
+        before it has a chunk or a response is its API call (``_ownership.lend``). A call
+        that is not lent may take one lent before it.
+        """
         if not self.telemetry.enabled:
             self.ended = True  # enabled=False: a call that records nothing; end() and fail() do nothing
             return self
         try:
             # one record per API call: the innermost call owns it, and carries the labels the
-            # enclosing call was given (task type, prompt name/version) so none is lost
-            outer_labels = defer_enclosing_call()
+            # enclosing call was given (task type, prompt name/version) so none is lost; a call
+            # lent to this context (a framework handler's) becomes this call's parent too
+            given_parent = self._parent
+            outer_labels, self._parent = defer_enclosing_call(
+                claims=not lend, model=self.request_model, parent=given_parent)
             # the call site's own labels win over ambient ones (route, baggage)
             ambient = ambient_labels.get()
             if outer_labels:
@@ -117,7 +127,7 @@ class LLMCall:
             self.labels = {**ambient, **spec.static_labels} if ambient else spec.static_labels
             operation = spec.static_labels[n.GEN_AI_OPERATION_NAME]
             name = f"{operation} {self.request_model}" if self.request_model else operation
-            peer = foreign_genai_span(self._parent) if self.wire else None
+            peer = foreign_genai_span(given_parent) if self.wire else None
             if peer is not None:
                 # another vendor's instrumentation already has this API call's span: enrich it
                 self.span = peer
@@ -133,6 +143,8 @@ class LLMCall:
             )
             if activate:
                 self.activate()
+            elif lend:
+                lend_call(self)
         except Exception as exc:
             internal_error("call.start", exc)
         self._start = time.perf_counter()
@@ -440,7 +452,7 @@ class LLMCall:
         if self.span.is_recording():
             renamed = None if self.request_model else self.facts.response_model
             write_deferred_span(self.span, self.spec.static_labels[n.GEN_AI_OPERATION_NAME], renamed, error,
-                                self.telemetry)
+                                self.telemetry, self.outcome)
 
     def deactivate(self) -> None:
         """Stop being the current span/call (the call itself stays open, e.g. for a returned stream)."""
@@ -536,7 +548,10 @@ def start_call(
     """Start a call for callback-style integrations; finish it with ``end()`` or ``fail()``.
 
     ``activate=True`` also makes its span the current span until it finishes (only
-    when start and finish run in the same context, e.g. one thread or task).
+    when start and finish run in the same context, e.g. one thread or task). Without it,
+    the call is lent to the context it starts in: the first call of the kit that starts
+    there before this one has a chunk or a response (the SDK call the framework's model
+    makes, even inside a stream's generator) records the API call, as this call's child.
     ``wire=True`` marks a call made by a provider SDK instrumentor: it owns the record of
     its API call, and enclosing calls of the kit keep only their spans
     (docs/instrumentation.md, "One record per API call").
@@ -544,5 +559,8 @@ def start_call(
     port are read from it); ``server_port`` its port.
     """
     spec = shared_spec(operation, provider, model, task_type, prompt_name, prompt_version, labels)
+    # a callback's call is never current while the model's code runs: it is lent to the context
+    # it starts in, so the SDK call the model makes there records the API call under its span
     return LLMCall(spec, parent=parent, request_attributes=request_attributes, wire=wire,
-                   server_address=server_address, server_port=server_port).start(activate=activate)
+                   server_address=server_address, server_port=server_port).start(
+                       activate=activate, lend=not activate and not wire)

@@ -3,12 +3,17 @@
 A decorator, a framework handler and a provider SDK instrumentor may all watch the
 same API call. The call nearest the wire knows the exact usage, so it owns the
 record (tokens, cost, metrics); every enclosing call keeps its span as a parent and
-records nothing else. Two signals tell an outer call that an inner one owns the record:
+records nothing else. Three signals tell an outer call that an inner one owns the record:
 
 * an inner call started while the outer one was the current call (decorators,
   ``llm_call``, activated ``start_call``);
+* an inner call claimed it as *lent*: a call that is not made current (a framework
+  handler's, whose callbacks run inline with the model's code but whose end may come
+  from elsewhere, or never) is lent to its context, and the first call of the kit that
+  starts there before it has any chunk or response is the API call it stands for. This
+  holds whenever the wire call opens, at invoke time or inside a stream's generator;
 * a provider SDK instrumentor already recorded the response id the outer call
-  reports (framework handlers, whose calls are never the current call).
+  reports at its end (a framework call made where the SDK call cannot see it).
 
 The rule is documented in docs/instrumentation.md ("One record per API call").
 """
@@ -16,31 +21,105 @@ The rule is documented in docs/instrumentation.md ("One record per API call").
 from __future__ import annotations
 
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Mapping
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, NamedTuple
 
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Span
 
+from llm_otel import _fork
 from llm_otel import _names as n
 from llm_otel._context import current_call
+
+if TYPE_CHECKING:
+    from llm_otel._call import LLMCall
 
 _WIRE_RESPONSES_MAX = 4096  # ids of recent wire-level records; an outer layer ends within moments
 
 
-def defer_enclosing_call() -> Mapping[str, str] | None:
-    """A call is starting: the current call of the kit, if any, encloses it and defers to it.
+class _Lent(NamedTuple):
+    call: weakref.ref[LLMCall]  # weak: a call whose framework forgot it is not kept alive by its context
+    under: Span  # the span that was current where it was lent
 
-    Returns the enclosing call's own labels (without its operation name): the inner call
-    records the API call, so it carries them (a decorator's task type or prompt version).
-    """
-    outer = current_call.get()
-    if outer is None or outer.ended:
+
+# Calls lent to this context, oldest first: the next calls of the kit started here take them, in order
+# (a framework that starts several calls before their requests, e.g. a batch, sends them in that order).
+_lent: ContextVar[tuple[_Lent, ...]] = ContextVar("llm_otel_lent_calls", default=())
+_claim_lock = threading.Lock()  # contexts copied after a lend (tasks, executors) share its entries
+
+
+def _new_claim_lock() -> None:
+    global _claim_lock
+    _claim_lock = threading.Lock()  # another thread may have held it at the fork
+
+
+_fork.on_fork(_new_claim_lock)
+
+
+def _claimable(call: LLMCall | None) -> bool:
+    """Still waiting for the call nearer the wire: open, unclaimed, and nothing came back yet (a
+    chunk the caller already read means its request was sent, by a call that was not the kit's)."""
+    return call is not None and not call.ended and not call.deferred and call.chunks == 0 and call.facts.empty
+
+
+def lend(call: LLMCall) -> None:
+    """``call`` is starting without becoming the current call: the next call of the kit that
+    starts in this context while it waits (see ``_claimable``) is the API call it stands for."""
+    kept = tuple(entry for entry in _lent.get() if _claimable(entry.call()))
+    _lent.set((*kept, _Lent(weakref.ref(call), trace.get_current_span())))
+
+
+def _claim(model: str | None, parent: Context | None) -> tuple[LLMCall, Context | None] | None:
+    """The oldest lent call waiting here for a call of this model, now deferred, and the parent
+    context for the claiming call: the lent call's span unless a span was opened since it was lent."""
+    entries = _lent.get()
+    if not entries:  # nothing lent here: the common case costs one ContextVar read
         return None
-    outer.deferred = True
+    for entry in entries:
+        call = entry.call()
+        if call is None or not _claimable(call):
+            continue
+        if model is not None and call.request_model is not None and model != call.request_model:
+            continue  # another API call: the framework names the model it asks for
+        with _claim_lock:
+            if call.deferred:
+                continue
+            call.deferred = True
+        current = trace.get_current_span(parent)
+        if current is entry.under or current is call.span:
+            parent = trace.set_span_in_context(call.span, parent)
+        _lent.set(tuple(e for e in entries if e is not entry and _claimable(e.call())))
+        return call, parent
+    return None
+
+
+def defer_enclosing_call(
+    *, claims: bool, model: str | None, parent: Context | None
+) -> tuple[Mapping[str, str] | None, Context | None]:
+    """A call is starting: the call of the kit enclosing it, if any, defers to it.
+
+    ``claims``: the starting call runs the model's code (it is current while it runs, or it is
+    a wire call), so it may take a call lent to this context (``lend``); a lent call is nearer
+    the wire than the current call, which it already deferred when it started. Otherwise the
+    current call encloses it. Returns the enclosing call's own labels (without its operation
+    name), which the inner call carries since it records the API call (a decorator's task type,
+    a prompt version from framework metadata), and the parent context of the starting call.
+    """
+    claimed = _claim(model, parent) if claims else None
+    if claimed is not None:
+        outer, parent = claimed
+    else:
+        outer = current_call.get()
+        if outer is None or outer.ended:
+            return None, parent
+        outer.deferred = True
     labels = outer.labels
-    return {key: value for key, value in labels.items() if key != n.GEN_AI_OPERATION_NAME} if labels else None
+    own = {key: value for key, value in labels.items() if key != n.GEN_AI_OPERATION_NAME} if labels else None
+    return own, parent
 
 
 class WireResponses:

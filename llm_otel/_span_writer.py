@@ -120,10 +120,18 @@ def write_shared_span(span: Span, outcome: Outcome) -> None:
 
 
 def write_deferred_span(
-    span: Span, operation: str, renamed_model: str | None, error: BaseException | str | None, telemetry: Telemetry
+    span: Span,
+    operation: str,
+    renamed_model: str | None,
+    error: BaseException | str | None,
+    telemetry: Telemetry,
+    stream_outcome: str | None = None,
 ) -> None:
-    """A call whose API call a call nearer the wire records: the span stays, marked, as its parent."""
+    """A call whose API call a call nearer the wire records: the span stays, marked, as its parent.
+    A stream stopped early says so here too, as the record beneath it does."""
     attributes: dict[str, Any] = {n.LLM_RECORD_DEFERRED: True}
+    if stream_outcome is not None:
+        attributes[n.LLM_STREAM_OUTCOME] = stream_outcome
     if renamed_model:
         span.update_name(f"{operation} {renamed_model}")
     if error is not None:

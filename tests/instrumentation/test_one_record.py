@@ -187,3 +187,99 @@ def test_the_enclosing_call_labels_reach_the_record(client: openai.OpenAI, instr
     assert inner.attributes["gen_ai.operation.name"] == "chat"
     assert instrumented.counter("llm.tokens.input", llm__task_type="classify",
                                 llm__prompt__version="3") == response.usage.prompt_tokens
+
+
+# -- calls lent to their context: a framework handler's call, never the current call ------------------
+
+
+def children_of(telemetry: CapturedTelemetry, parent: Any) -> list[Any]:
+    return [s for s in telemetry.spans() if s.parent is not None and s.parent.span_id == parent.context.span_id]
+
+
+def test_a_lent_call_is_recorded_by_the_stream_opened_after_it(
+    client: openai.OpenAI, instrumented: CapturedTelemetry
+) -> None:
+    """A handler's call starts, then the model's code opens the SDK stream in the same context."""
+    outer = llm_otel.start_call(provider="openai", model="gpt-4o-mini", task_type="summarize")
+    stream = client.chat.completions.create(
+        model="gpt-4o-mini", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+    )
+    chunks = []
+    for chunk in stream:
+        outer.add_chunk(None)  # the handler sees the chunks too, after the wire call opened
+        chunks.append(chunk)
+    outer.end()
+    usage = chunks[-1].usage
+    assert_one_record(instrumented, usage.prompt_tokens, usage.completion_tokens)
+    deferred, = (s for s in instrumented.spans() if s.attributes.get("llm.record.deferred"))
+    inner, = llm_spans(instrumented)
+    assert children_of(instrumented, deferred) == [inner]
+    assert inner.attributes["llm.task_type"] == "summarize"  # the handler's labels reach the record
+
+
+def test_a_lent_call_already_answered_is_not_taken(client: openai.OpenAI, instrumented: CapturedTelemetry) -> None:
+    """A call made while the caller reads another call's chunks is not that call's API call."""
+    outer = llm_otel.start_call(provider="anthropic", model="gpt-4o-mini")
+    outer.add_chunk(None)  # its stream is being read: its request went out without the kit seeing it
+    response = client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    outer.set_usage(input_tokens=3, output_tokens=4)
+    outer.end()
+    assert_one_record(instrumented, response.usage.prompt_tokens + 3, response.usage.completion_tokens + 4, calls=2)
+    assert not any(s.attributes.get("llm.record.deferred") for s in instrumented.spans())
+
+
+def test_a_lent_call_for_another_model_is_not_taken(client: openai.OpenAI, instrumented: CapturedTelemetry) -> None:
+    outer = llm_otel.start_call(provider="openai", model="gpt-4o")
+    response = client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    outer.set_usage(input_tokens=3, output_tokens=4)
+    outer.end()
+    assert_one_record(instrumented, response.usage.prompt_tokens + 3, response.usage.completion_tokens + 4, calls=2)
+
+
+def test_calls_lent_together_are_taken_in_order(client: openai.OpenAI, instrumented: CapturedTelemetry) -> None:
+    """A batch: the framework starts every call, then sends their requests one by one."""
+    outers = [llm_otel.start_call(provider="openai", model="gpt-4o-mini", task_type=f"item{i}") for i in range(3)]
+    responses = [client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES) for _ in outers]
+    for outer in outers:
+        outer.end()
+    assert_one_record(instrumented, sum(r.usage.prompt_tokens for r in responses),
+                      sum(r.usage.completion_tokens for r in responses), calls=3)
+    for i, outer in enumerate(outers):
+        span, = (s for s in instrumented.spans() if s.context.span_id == outer.span.get_span_context().span_id)
+        inner, = children_of(instrumented, span)
+        assert inner.attributes["llm.task_type"] == f"item{i}"
+
+
+async def test_calls_lent_before_a_gather_are_taken_once_each(
+    server: StandInServer, instrumented: CapturedTelemetry
+) -> None:
+    """Tasks copy the context holding the lent calls: each call is still taken by one request only."""
+    import asyncio
+
+    outers = [llm_otel.start_call(provider="openai", model="gpt-4o-mini") for _ in range(3)]
+    async with openai.AsyncOpenAI(base_url=server.openai_base_url, api_key="test", max_retries=0) as client:
+        responses = await asyncio.gather(
+            *(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES) for _ in outers)
+        )
+    for outer in outers:
+        outer.end()
+    assert_one_record(instrumented, sum(r.usage.prompt_tokens for r in responses),
+                      sum(r.usage.completion_tokens for r in responses), calls=3)
+    deferred = [s for s in instrumented.spans() if s.attributes.get("llm.record.deferred")]
+    assert len(deferred) == 3
+    assert all(len(children_of(instrumented, span)) == 1 for span in deferred)
+
+
+def test_a_decorated_function_takes_the_lent_call(telemetry: CapturedTelemetry) -> None:
+    """A model whose code calls a ``@traced_llm`` function: that function records the API call."""
+
+    @llm_otel.traced_llm(provider="openai")
+    def ask(model: str = "gpt-4o-mini") -> dict[str, Any]:
+        return chat_dict(5, 6)
+
+    outer = llm_otel.start_call(provider="openai", model="gpt-4o-mini")
+    ask()
+    outer.end()
+    assert_one_record(telemetry, 5, 6)
+    deferred, = (s for s in telemetry.spans() if s.attributes.get("llm.record.deferred"))
+    assert children_of(telemetry, deferred) == llm_spans(telemetry)
