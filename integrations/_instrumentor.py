@@ -24,7 +24,7 @@ import opentelemetry.instrumentation.instrumentor as _otel_instrumentor
 import wrapt
 
 from llm_otel import LLMCall, adapter
-from llm_otel.adapter import internal_error
+from llm_otel.adapter import Telemetry, internal_error
 
 _logger = logging.getLogger("llm_otel")
 
@@ -32,6 +32,11 @@ _logger = logging.getLogger("llm_otel")
 BaseInstrumentor: Any = vars(_otel_instrumentor)["BaseInstrumentor"]
 
 Wrapper = Callable[[Any, Any, tuple[Any, ...], dict[str, Any]], Any]
+TelemetrySource = Callable[[], Telemetry]  # read at each call, so a later configure() takes effect
+
+#: the providers an OpenTelemetry instrumentor takes as ``instrument()`` keywords
+PROVIDER_OPTIONS = (("tracer_provider", "get_tracer"), ("meter_provider", "get_meter"),
+                    ("logger_provider", "get_logger"))
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,7 @@ class SDKInstrumentor(BaseInstrumentor):  # type: ignore[misc]  # the base class
     # ``Instrumentor()``: state is set by _instrument only, never reset by a constructor.
     _wrapped: list[tuple[Any, str, Any]] = []
     options: dict[str, Any] = {}
+    _providers: tuple[Any, Any, Any] = (None, None, None)
 
     def instrumentation_dependencies(self) -> Collection[str]:
         return self.instruments
@@ -64,8 +70,27 @@ class SDKInstrumentor(BaseInstrumentor):  # type: ignore[misc]  # the base class
     def targets(self) -> Sequence[Target]:
         raise NotImplementedError
 
+    def telemetry(self) -> Telemetry:
+        """What the wrapped calls record through: the kit's current setup, on the providers given
+        to ``instrument(tracer_provider=..., meter_provider=..., logger_provider=...)`` if any, as
+        every OpenTelemetry instrumentor honours them (docs/instrumentation.md, "Providers")."""
+        current = adapter.current()
+        tracer_provider, meter_provider, logger_provider = self._providers
+        if tracer_provider is None and meter_provider is None and logger_provider is None:
+            return current
+        return current.on_providers(tracer_provider, meter_provider, logger_provider,
+                                    source=f"the {self.name} instrumentor")
+
     def _instrument(self, **kwargs: Any) -> None:
+        providers = []
+        for option, method in PROVIDER_OPTIONS:
+            given = kwargs.get(option)
+            if given is not None and not callable(getattr(given, method, None)):
+                raise TypeError(f"{type(self).__name__}().instrument({option}=...) takes an OpenTelemetry "
+                                f"{option.replace('_', ' ')}, got {type(given).__name__}")
+            providers.append(given)
         self.options = dict(kwargs)
+        self._providers = (providers[0], providers[1], providers[2])
         wrapped: list[tuple[Any, str, Any]] = []
         for target in self.targets():
             try:
@@ -144,16 +169,18 @@ AsyncFinish = Callable[[LLMCall, Any, Request], Awaitable[Any]]
 STREAM_USAGE_NOT_REQUESTED = "usage:stream_not_requested"
 
 
-def open_call(describe: Describe, instance: Any, kwargs: dict[str, Any]) -> tuple[LLMCall, Request] | None:
+def open_call(
+    describe: Describe, instance: Any, kwargs: dict[str, Any], telemetry_of: TelemetrySource = adapter.current
+) -> tuple[LLMCall, Request] | None:
     """Start the wire-level call, or None when the kit is off or anything about it fails."""
     try:
-        telemetry = adapter.current()
+        telemetry = telemetry_of()
         if not telemetry.enabled:
             return None
         request = describe(instance, kwargs)
         call = adapter.start_call(
             provider=request.provider, model=request.model, operation=request.operation,
-            request_attributes=request.attributes, activate=True, wire=True,
+            request_attributes=request.attributes, activate=True, wire=True, telemetry=telemetry,
         )
         if request.messages is not None and telemetry.wants_text:
             call.set_input_messages(request.messages)
@@ -163,12 +190,12 @@ def open_call(describe: Describe, instance: Any, kwargs: dict[str, Any]) -> tupl
         return None
 
 
-def sync_wrapper(describe: Describe, finish: Finish) -> Wrapper:
+def sync_wrapper(describe: Describe, finish: Finish, telemetry_of: TelemetrySource = adapter.current) -> Wrapper:
     """A wrapt wrapper: one wire-level call around the SDK method; its result is handed to
     ``finish`` (which ends the call or leaves it open for a stream) and returned unchanged."""
 
     def wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        opened = open_call(describe, instance, kwargs)
+        opened = open_call(describe, instance, kwargs, telemetry_of)
         if opened is None:
             return wrapped(*args, **kwargs)
         call, request = opened
@@ -188,10 +215,12 @@ def sync_wrapper(describe: Describe, finish: Finish) -> Wrapper:
     return wrapper
 
 
-def async_wrapper(describe: Describe, finish: AsyncFinish) -> Wrapper:
+def async_wrapper(
+    describe: Describe, finish: AsyncFinish, telemetry_of: TelemetrySource = adapter.current
+) -> Wrapper:
     def wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         async def run() -> Any:
-            opened = open_call(describe, instance, kwargs)
+            opened = open_call(describe, instance, kwargs, telemetry_of)
             if opened is None:
                 return await wrapped(*args, **kwargs)
             call, request = opened

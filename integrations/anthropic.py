@@ -12,6 +12,7 @@ then) and ends when the stream ends or is closed. Anthropic streams always carry
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -21,6 +22,7 @@ from llm_otel.integrations._instrumentor import (
     Request,
     SDKInstrumentor,
     Target,
+    TelemetrySource,
     Wrapper,
     async_wrapper,
     observe_async_stream,
@@ -71,7 +73,9 @@ def _describe(instance: Any, kwargs: dict[str, Any]) -> Request:
 _MANAGER_REQUEST = "_{}__api_request"  # the stream manager's private request (name-mangled)
 
 
-def _stream_wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+def _stream_wrapper(
+    wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], telemetry_of: TelemetrySource
+) -> Any:
     """``messages.stream()`` sends nothing until its manager is entered: the call starts then."""
     manager = wrapped(*args, **kwargs)
     try:
@@ -81,7 +85,7 @@ def _stream_wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: 
             return manager
 
         def send_observed() -> Any:
-            opened = open_call(_describe, instance, kwargs)
+            opened = open_call(_describe, instance, kwargs, telemetry_of)
             if opened is None:
                 return send()
             call, request = opened
@@ -101,7 +105,9 @@ def _stream_wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: 
     return manager
 
 
-def _async_stream_wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+def _async_stream_wrapper(
+    wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], telemetry_of: TelemetrySource
+) -> Any:
     manager = wrapped(*args, **kwargs)
     try:
         attribute = _MANAGER_REQUEST.format(type(manager).__name__)
@@ -110,7 +116,7 @@ def _async_stream_wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...], kw
             return manager
 
         async def send_observed() -> Any:
-            opened = open_call(_describe, instance, kwargs)
+            opened = open_call(_describe, instance, kwargs, telemetry_of)
             if opened is None:
                 return await pending
             call, request = opened
@@ -138,14 +144,15 @@ class AnthropicInstrumentor(SDKInstrumentor):
     instruments: ClassVar[tuple[str, ...]] = ("anthropic >= 0.40",)
 
     def targets(self) -> Sequence[Target]:
-        stream: Wrapper = _stream_wrapper
-        async_stream: Wrapper = _async_stream_wrapper
+        telemetry = self.telemetry
+        stream: Wrapper = functools.partial(_stream_wrapper, telemetry_of=telemetry)
+        async_stream: Wrapper = functools.partial(_async_stream_wrapper, telemetry_of=telemetry)
         return (
-            Target(_MESSAGES, "Messages", "create", sync_wrapper(_describe, _finish)),
-            Target(_MESSAGES, "Messages", "parse", sync_wrapper(_describe, _finish)),
+            Target(_MESSAGES, "Messages", "create", sync_wrapper(_describe, _finish, telemetry)),
+            Target(_MESSAGES, "Messages", "parse", sync_wrapper(_describe, _finish, telemetry)),
             Target(_MESSAGES, "Messages", "stream", stream),
-            Target(_MESSAGES, "AsyncMessages", "create", async_wrapper(_describe, _finish_async)),
-            Target(_MESSAGES, "AsyncMessages", "parse", async_wrapper(_describe, _finish_async)),
+            Target(_MESSAGES, "AsyncMessages", "create", async_wrapper(_describe, _finish_async, telemetry)),
+            Target(_MESSAGES, "AsyncMessages", "parse", async_wrapper(_describe, _finish_async, telemetry)),
             Target(_MESSAGES, "AsyncMessages", "stream", async_stream),
         )
 

@@ -16,6 +16,7 @@ exhausted, closed, dropped or fails.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import weakref
@@ -31,7 +32,7 @@ from llm_otel.integrations._bedrock_payloads import (
     read_invoke_chunk,
     read_invoke_headers,
 )
-from llm_otel.integrations._instrumentor import SDKInstrumentor, Target
+from llm_otel.integrations._instrumentor import SDKInstrumentor, Target, TelemetrySource, Wrapper
 
 PROVIDER = "aws.bedrock"
 _SERVICE = "bedrock-runtime"
@@ -190,7 +191,9 @@ def _watch_in_place(stream: Any, watch: _EventWatch) -> bool:
     return True
 
 
-def _wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+def _wrapper(
+    wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], telemetry_of: TelemetrySource
+) -> Any:
     operation: Any = args[0] if args else kwargs.get("operation_name")
     if not _is_model_call(instance, operation):
         return wrapped(*args, **kwargs)
@@ -198,12 +201,14 @@ def _wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[st
     call = None
     kind = n.OP_CHAT
     try:
-        if adapter.current().enabled:
+        telemetry = telemetry_of()
+        if telemetry.enabled:
             model = params.get("modelId") if isinstance(params, Mapping) else None
             model = model if isinstance(model, str) else None
             kind = _operation(operation, model)
             call = adapter.start_call(provider=PROVIDER, model=model, operation=kind,
-                                      request_attributes=_attributes(params), activate=True, wire=True)
+                                      request_attributes=_attributes(params), activate=True, wire=True,
+                                      telemetry=telemetry)
             if call.wants_text and operation in _CONVERSE:
                 call.set_input_messages(params.get("messages"))  # Converse's blocks carry "text" as Claude's do
     except Exception as exc:
@@ -234,7 +239,8 @@ class BedrockInstrumentor(SDKInstrumentor):
     instruments: ClassVar[tuple[str, ...]] = ("botocore >= 1.34",)
 
     def targets(self) -> Sequence[Target]:
-        return (Target("botocore.client", "BaseClient", "_make_api_call", _wrapper),)
+        wrapper: Wrapper = functools.partial(_wrapper, telemetry_of=self.telemetry)
+        return (Target("botocore.client", "BaseClient", "_make_api_call", wrapper),)
 
 
 __all__ = ["BedrockInstrumentor"]

@@ -22,6 +22,7 @@ taken for the provider's count).
 
 from __future__ import annotations
 
+import functools
 import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
@@ -31,6 +32,7 @@ from llm_otel.integrations._instrumentor import (
     Request,
     SDKInstrumentor,
     Target,
+    TelemetrySource,
     Wrapper,
     end_stream,
 )
@@ -104,18 +106,20 @@ def _hidden_provider(result: Any) -> str | None:
     return provider_name(hidden.get("custom_llm_provider")) if isinstance(hidden, Mapping) else None
 
 
-def _start(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[LLMCall, Request] | None:
+def _start(
+    args: tuple[Any, ...], kwargs: dict[str, Any], telemetry_of: TelemetrySource
+) -> tuple[LLMCall, Request] | None:
     """The litellm call: never a wire call (an instrumented SDK beneath it may be the wire),
     current while litellm works, so a call of the SDK beneath it makes it defer."""
     try:
-        telemetry = adapter.current()
+        telemetry = telemetry_of()
         if not telemetry.enabled:
             return None
         # litellm's signature starts (model, messages, ...); read both forms
         request = _describe(None, {**dict(zip(("model", "messages"), args, strict=False)), **kwargs})
         call = adapter.start_call(
             provider=request.provider, model=request.model, operation=request.operation,
-            request_attributes=request.attributes, activate=True,
+            request_attributes=request.attributes, activate=True, telemetry=telemetry,
         )
         if request.messages is not None and telemetry.wants_text:
             call.set_input_messages(request.messages)
@@ -151,8 +155,10 @@ def _abandoned(call: LLMCall) -> None:
         call.end(outcome=adapter.CLOSED_EARLY)
 
 
-def _completion(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    opened = _start(args, kwargs)
+def _completion(
+    wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], telemetry_of: TelemetrySource
+) -> Any:
+    opened = _start(args, kwargs, telemetry_of)
     if opened is None:
         return wrapped(*args, **kwargs)
     call, request = opened
@@ -169,9 +175,11 @@ def _completion(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict
     return result
 
 
-def _acompletion(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+def _acompletion(
+    wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], telemetry_of: TelemetrySource
+) -> Any:
     async def run() -> Any:
-        opened = _start(args, kwargs)
+        opened = _start(args, kwargs, telemetry_of)
         if opened is None:
             return await wrapped(*args, **kwargs)
         call, request = opened
@@ -248,8 +256,8 @@ class LiteLLMInstrumentor(SDKInstrumentor):
     instruments: ClassVar[tuple[str, ...]] = ("litellm >= 1.60",)
 
     def targets(self) -> Sequence[Target]:
-        completion: Wrapper = _completion
-        acompletion: Wrapper = _acompletion
+        completion: Wrapper = functools.partial(_completion, telemetry_of=self.telemetry)
+        acompletion: Wrapper = functools.partial(_acompletion, telemetry_of=self.telemetry)
         return (
             Target("litellm", "", "completion", completion),
             Target("litellm", "", "acompletion", acompletion),

@@ -25,7 +25,15 @@ from typing import Any, ClassVar
 
 from llm_otel.adapter import internal_error
 from llm_otel.adapter import names as n
-from llm_otel.integrations._instrumentor import Request, SDKInstrumentor, Target, async_wrapper, sync_wrapper
+from llm_otel.integrations._instrumentor import (
+    Describe,
+    Request,
+    SDKInstrumentor,
+    Target,
+    Wrapper,
+    async_wrapper,
+    sync_wrapper,
+)
 from llm_otel.integrations._openai_compatible import ProviderResolver
 from llm_otel.integrations._sdk_results import sdk_result_handlers
 
@@ -97,7 +105,8 @@ _COMPLETIONS = "openai.resources.completions"
 
 
 class OpenAIInstrumentor(SDKInstrumentor):
-    """``instrument(provider_by_host={"vllm.internal:8000": "vllm"}, request_stream_usage=False)``"""
+    """``instrument(provider_by_host={"vllm.internal:8000": "vllm"}, request_stream_usage=False,
+    tracer_provider=None, meter_provider=None, logger_provider=None)``"""
 
     name: ClassVar[str] = "openai"
     instruments: ClassVar[tuple[str, ...]] = ("openai >= 1.40",)
@@ -111,20 +120,27 @@ class OpenAIInstrumentor(SDKInstrumentor):
             if raw and not request_usage and raw not in ("0", "false", "no", "off"):
                 internal_error(f"setting {STREAM_USAGE_ENV}", ValueError(f"expected true/false, got {raw!r}"))
         describe = _Describer(ProviderResolver(by_host), bool(request_usage))
-        chat = describe.chat
+        chat, telemetry = describe.chat, self.telemetry
+
+        def sync(read: Describe) -> Wrapper:
+            return sync_wrapper(read, _finish, telemetry)
+
+        def async_(read: Describe) -> Wrapper:
+            return async_wrapper(read, _finish_async, telemetry)
+
         return (
-            Target(_CHAT, "Completions", "create", sync_wrapper(chat, _finish)),
-            Target(_CHAT, "Completions", "parse", sync_wrapper(chat, _finish)),
-            Target(_CHAT, "AsyncCompletions", "create", async_wrapper(chat, _finish_async)),
-            Target(_CHAT, "AsyncCompletions", "parse", async_wrapper(chat, _finish_async)),
-            Target(_RESPONSES, "Responses", "create", sync_wrapper(describe.responses, _finish)),
-            Target(_RESPONSES, "Responses", "parse", sync_wrapper(describe.responses, _finish)),
-            Target(_RESPONSES, "AsyncResponses", "create", async_wrapper(describe.responses, _finish_async)),
-            Target(_RESPONSES, "AsyncResponses", "parse", async_wrapper(describe.responses, _finish_async)),
-            Target(_EMBEDDINGS, "Embeddings", "create", sync_wrapper(describe.embeddings, _finish)),
-            Target(_EMBEDDINGS, "AsyncEmbeddings", "create", async_wrapper(describe.embeddings, _finish_async)),
-            Target(_COMPLETIONS, "Completions", "create", sync_wrapper(describe.completion, _finish)),
-            Target(_COMPLETIONS, "AsyncCompletions", "create", async_wrapper(describe.completion, _finish_async)),
+            Target(_CHAT, "Completions", "create", sync(chat)),
+            Target(_CHAT, "Completions", "parse", sync(chat)),
+            Target(_CHAT, "AsyncCompletions", "create", async_(chat)),
+            Target(_CHAT, "AsyncCompletions", "parse", async_(chat)),
+            Target(_RESPONSES, "Responses", "create", sync(describe.responses)),
+            Target(_RESPONSES, "Responses", "parse", sync(describe.responses)),
+            Target(_RESPONSES, "AsyncResponses", "create", async_(describe.responses)),
+            Target(_RESPONSES, "AsyncResponses", "parse", async_(describe.responses)),
+            Target(_EMBEDDINGS, "Embeddings", "create", sync(describe.embeddings)),
+            Target(_EMBEDDINGS, "AsyncEmbeddings", "create", async_(describe.embeddings)),
+            Target(_COMPLETIONS, "Completions", "create", sync(describe.completion)),
+            Target(_COMPLETIONS, "AsyncCompletions", "create", async_(describe.completion)),
         )
 
 

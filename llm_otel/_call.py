@@ -544,6 +544,7 @@ def start_call(
     wire: bool = False,
     server_address: str | None = None,
     server_port: int | None = None,
+    telemetry: Telemetry | None = None,
 ) -> LLMCall:
     """Start a call for callback-style integrations; finish it with ``end()`` or ``fail()``.
 
@@ -556,11 +557,13 @@ def start_call(
     its API call, and enclosing calls of the kit keep only their spans
     (docs/instrumentation.md, "One record per API call").
     ``server_address`` is the GenAI server's host, or the client's base URL (host and
-    port are read from it); ``server_port`` its port.
+    port are read from it); ``server_port`` its port. ``telemetry`` records the call through
+    another setup than ``current()``: an instrumentor given its own providers passes
+    ``current().on_providers(...)``.
     """
     spec = shared_spec(operation, provider, model, task_type, prompt_name, prompt_version, labels)
     # a callback's call is never current while the model's code runs: it is lent to the context
     # it starts in, so the SDK call the model makes there records the API call under its span
     return LLMCall(spec, parent=parent, request_attributes=request_attributes, wire=wire,
-                   server_address=server_address, server_port=server_port).start(
+                   server_address=server_address, server_port=server_port, telemetry=telemetry).start(
                        activate=activate, lend=not activate and not wire)

@@ -49,8 +49,11 @@ def instrument(*names: str, **options: Any) -> list[str]:
     """Instrument the named provider SDKs (all installed ones when none is named).
 
     ``options`` go to each instrumentor's ``instrument()`` (e.g. ``provider_by_host`` for
-    openai). Returns the names instrumented now or before; an SDK that is not installed is
-    skipped when none was named, and raises ``ImportError`` when it was.
+    openai; ``tracer_provider``, ``meter_provider`` and ``logger_provider`` for any, which
+    its calls then record through, see docs/instrumentation.md "Providers"). Returns the
+    names instrumented now or before; an SDK that is not installed is skipped when none was
+    named, and raises ``ImportError`` when it was. An SDK already instrumented keeps the
+    options it was given first (a warning says so when others are given now).
     """
     done = []
     for name in _chosen(names):
@@ -63,6 +66,12 @@ def instrument(*names: str, **options: Any) -> list[str]:
         instrumentor = _instrumentor(name)
         if not instrumentor.is_instrumented_by_opentelemetry:
             instrumentor.instrument(**options)
+        elif options and options != getattr(instrumentor, "options", None):
+            _logger.warning(
+                "llm-otel: %s is already instrumented; the options given now (%s) are not applied, it keeps "
+                "the ones given first. Call llm_otel.uninstrument(%r) first to change them.",
+                name, ", ".join(sorted(options)), name,
+            )
         done.append(name)
     return done
 

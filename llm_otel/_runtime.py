@@ -8,6 +8,7 @@ middleware and handlers read ``current()`` at call time, so a second
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import logging
 import sys
 import threading
@@ -53,9 +54,63 @@ class Telemetry:
     drop_forecast: DropForecast = field(init=False)
     # response ids recorded by provider SDK instrumentors (docs/instrumentation.md, "One record per API call")
     wire_responses: WireResponses = field(init=False, default_factory=WireResponses)
+    configured: bool = False  # built by configure(), not bound to the global providers on first use
+    # this setup recording through other providers (an instrumentor given its own), by those providers
+    _rebound: dict[tuple[Any, Any, Any], Telemetry] = field(init=False, default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self.drop_forecast = DropForecast(self.tracer_provider)
+
+    def on_providers(
+        self,
+        tracer_provider: TracerProvider | None = None,
+        meter_provider: MeterProvider | None = None,
+        logger_provider: LoggerProvider | None = None,
+        *,
+        source: str = "an instrumentor",
+    ) -> Telemetry:
+        """This setup recording spans, metrics and events through the given providers instead of
+        its own (the ones not given stay as they are), as an OpenTelemetry instrumentor given
+        ``tracer_provider=``/``meter_provider=``/``logger_provider=`` does. Settings, prices,
+        redaction, the evaluator and the record of wire-level responses stay shared, so the
+        call still counts once. Built once per providers; the providers are never closed here.
+        """
+        key = (tracer_provider, meter_provider, logger_provider)
+        found = self._rebound.get(key)
+        if found is not None:
+            return found
+        if ((tracer_provider is None or tracer_provider is self.tracer_provider)
+                and (meter_provider is None or meter_provider is self.meter_provider) and logger_provider is None):
+            return self
+        with _lock:
+            found = self._rebound.get(key)
+            if found is None:
+                found = self._rebind(tracer_provider, meter_provider, logger_provider)
+                self._rebound[key] = found
+                _explain_rebound(self, found, source)
+        return found
+
+    def _rebind(self, tracer_provider: TracerProvider | None, meter_provider: MeterProvider | None,
+                logger_provider: LoggerProvider | None) -> Telemetry:
+        schema = None if self.semconv == SEMCONV_LATEST else SCHEMA_URL_V1_41
+        tracer_provider = tracer_provider or self.tracer_provider
+        recorder = self.recorder
+        if meter_provider is not None and meter_provider is not self.meter_provider:
+            recorder = Recorder(meter_provider, CardinalityGuard(self.settings["cardinality_limit"]), self.semconv)
+        # everything else is shared; nothing here is the kit's to shut down
+        rebound = dataclasses.replace(
+            self,
+            tracer_provider=tracer_provider,
+            meter_provider=meter_provider or self.meter_provider,
+            tracer=tracer_provider.get_tracer("llm_otel", VERSION, schema_url=schema),
+            recorder=recorder,
+            event_logger=(logger_provider.get_logger("llm_otel", VERSION, schema_url=schema)
+                          if logger_provider is not None else self.event_logger),
+            owned=[],
+            sink=None,
+        )
+        rebound.wire_responses = self.wire_responses  # one record per API call across both
+        return rebound
 
     @property
     def needs_unsampled_calls(self) -> bool:
@@ -263,6 +318,7 @@ def configure(
     joined.explain(tracer_provider, meter_provider)
 
     state = _build(settings, tracer_provider, meter_provider, overrides, redactor, owned, logger_provider)
+    state.configured = True
     state.sink = sink
     sink.recorder = state.recorder
     state.evaluator = _evaluator(settings, evaluator, judge)
@@ -278,6 +334,32 @@ def configure(
     if previous is not None:
         previous.shutdown(spare=spare)
     return state
+
+
+def _explain_rebound(base: Telemetry, rebound: Telemetry, source: str) -> None:
+    """Say once where a rebound setup records, and where the rest of the kit still does."""
+    def name(provider: Any) -> str:
+        return f"{type(provider).__module__}.{type(provider).__qualname__} at {id(provider):#x}"
+
+    spans, metrics_ = rebound.tracer_provider, rebound.meter_provider
+    if base.configured:
+        _log.log_once(
+            f"rebound:{id(spans)}:{id(metrics_)}",
+            "llm-otel: %s records its calls through the providers given to it (spans: %s; metrics: %s), "
+            "not through the ones configure() set up (spans: %s; metrics: %s). Decorators and framework "
+            "handlers record through configure()'s: their spans stay the parents of these calls, without "
+            "tokens or cost (one record per API call), so the calls' tokens and cost are counted only "
+            "in the providers given to %s.",
+            source, name(spans), name(metrics_), name(base.tracer_provider), name(base.meter_provider), source,
+            level=logging.WARNING,
+        )
+    else:
+        _log.log_once(
+            f"rebound:{id(spans)}:{id(metrics_)}",
+            "llm-otel: %s records its calls through the providers given to it (spans: %s; metrics: %s); "
+            "the rest of the kit uses the global providers until llm_otel.configure() runs.",
+            source, name(spans), name(metrics_), level=logging.INFO,
+        )
 
 
 def _evaluator(settings: Mapping[str, Any], scorer: Callable[..., Any] | None, judge: Any) -> Any:
