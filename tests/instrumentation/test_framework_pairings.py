@@ -14,6 +14,7 @@ from typing import Any
 
 import openai
 import pytest
+from langchain_core.messages import HumanMessage
 from langchain_openai import ChatOpenAI
 from llama_index.core.base.llms.types import CompletionResponse, CompletionResponseGen, LLMMetadata
 from llama_index.core.llms import ChatMessage, CustomLLM
@@ -113,6 +114,26 @@ async def test_langchain_handler_over_a_chat_openai_astream(
     assert usage is not None and usage["output_tokens"] > 0
     assert_one_record(telemetry, usage["input_tokens"], usage["output_tokens"])
     assert handler.open_runs == 0
+
+
+# generate() sums the runs' token usage; langchain-openai warns on the stand-in's null detail counts
+@pytest.mark.filterwarnings("ignore:Unexpected type for token usage:UserWarning")
+def test_langchain_handler_over_a_chat_openai_batch(telemetry: CapturedTelemetry, chat_openai: ChatOpenAI) -> None:
+    """``batch`` runs each input in its own thread; ``generate`` starts every run, then sends in turn."""
+    handler = LLMOtelCallbackHandler()
+    replies = chat_openai.batch(["Say hello", "Say goodbye"], config={"callbacks": [handler]})
+    result = chat_openai.generate([[HumanMessage("One")], [HumanMessage("Two")]], callbacks=[handler])
+    replies += [generation[0].message for generation in result.generations]
+    usages = [reply.usage_metadata for reply in replies]
+    assert all(usage is not None for usage in usages)
+    assert telemetry.counter("llm.tokens.input") == sum(u["input_tokens"] for u in usages if u)
+    assert telemetry.counter("llm.tokens.output") == sum(u["output_tokens"] for u in usages if u)
+    assert telemetry.histogram_count("gen_ai.client.operation.duration") == 4
+    deferred = [s for s in telemetry.spans() if s.attributes.get("llm.record.deferred")]
+    assert len(deferred) == 4
+    for outer in deferred:  # each run's span parents exactly one API call
+        inner = [s for s in llm_spans(telemetry) if s.parent is not None and s.parent.span_id == outer.context.span_id]
+        assert len(inner) == 1
 
 
 def assert_one_closed_early_record(telemetry: CapturedTelemetry) -> None:
@@ -239,3 +260,13 @@ def test_llamaindex_handler_over_an_abandoned_sdk_backed_stream(
         break
     stream.close()
     assert_one_closed_early_record(instrumented)
+
+
+async def test_llamaindex_handler_over_an_async_sdk_backed_stream(
+    server: StandInServer, instrumented: CapturedTelemetry, llamaindex_handler: None
+) -> None:
+    llm = SDKBackedLLM(base_url=server.openai_base_url)
+    responses = [response async for response in await llm.astream_chat([ChatMessage(role="user", content="Hi")])]
+    usage = responses[-1].raw.usage
+    assert usage is not None
+    assert_one_record(instrumented, usage.prompt_tokens, usage.completion_tokens)

@@ -283,3 +283,20 @@ def test_a_decorated_function_takes_the_lent_call(telemetry: CapturedTelemetry) 
     assert_one_record(telemetry, 5, 6)
     deferred, = (s for s in telemetry.spans() if s.attributes.get("llm.record.deferred"))
     assert children_of(telemetry, deferred) == llm_spans(telemetry)
+
+
+def test_a_lent_call_is_taken_by_an_anthropic_stream_helper(
+    server: StandInServer, instrumented: CapturedTelemetry
+) -> None:
+    """``messages.stream()`` sends its request only when its manager is entered: still the lent call's."""
+    outer = llm_otel.start_call(provider="anthropic", model="claude-3-5-haiku-latest")
+    with anthropic.Anthropic(base_url=server.anthropic_base_url, api_key="test", max_retries=0) as client:
+        manager = client.messages.stream(model="claude-3-5-haiku-latest", max_tokens=100, messages=MESSAGES)
+        with manager as stream:
+            for _ in stream:
+                outer.add_chunk(None)
+        final = stream.get_final_message()
+    outer.end()
+    assert_one_record(instrumented, final.usage.input_tokens, final.usage.output_tokens)
+    deferred, = (s for s in instrumented.spans() if s.attributes.get("llm.record.deferred"))
+    assert children_of(instrumented, deferred) == llm_spans(instrumented)
