@@ -451,3 +451,24 @@ def test_uninstrument_restores_botocore(telemetry: CapturedTelemetry) -> None:
     assert type(response["stream"]) is EventStream
     assert converse_texts(response["stream"]) == ["Hi"]
     assert telemetry.spans() == []
+
+
+def test_a_framework_call_over_converse_is_one_record(bedrock: Any, telemetry: CapturedTelemetry) -> None:
+    """Converse responses carry no id: the framework's call (as LangChain's handler starts it, not
+    current) is tied to the SDK call because it was lent to the context the request is sent from."""
+    stubber = Stubber(bedrock)
+    stubber.add_response("converse", {
+        "output": {"message": {"role": "assistant", "content": [{"text": "Hello"}]}},
+        "stopReason": "end_turn", "usage": {"inputTokens": 12, "outputTokens": 4, "totalTokens": 16},
+        "metrics": {"latencyMs": 100},
+    }, {"modelId": MODEL, "messages": MESSAGES})
+    outer = llm_otel.start_call(provider="aws.bedrock", model=MODEL)
+    with stubber:
+        bedrock.converse(modelId=MODEL, messages=MESSAGES)
+    outer.set_usage(input_tokens=12, output_tokens=4)  # what the framework reports back, again
+    outer.end()
+    assert telemetry.counter("llm.tokens.input") == 12
+    assert telemetry.histogram_count("gen_ai.client.operation.duration") == 1
+    deferred, = (s for s in telemetry.spans() if s.attributes.get("llm.record.deferred"))
+    inner, = (s for s in telemetry.spans() if "gen_ai.usage.input_tokens" in s.attributes)
+    assert inner.parent is not None and inner.parent.span_id == deferred.context.span_id
