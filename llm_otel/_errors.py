@@ -13,15 +13,22 @@ from opentelemetry.trace import Span, Status, StatusCode
 from llm_otel import _bounds as bounds
 from llm_otel import _names as n
 
+# namespace packages shared by many distributions: their second segment names the library
+_NAMESPACE_PACKAGES = frozenset(("google", "azure"))
+
 
 def error_type_of(exc: BaseException) -> str:
-    """``module.Class`` with private module segments dropped (``openai.RateLimitError``)."""
+    """``module.Class`` with private module segments dropped (``openai.RateLimitError``); in a
+    namespace package the library's own segment is kept (``google.genai.ClientError``)."""
     cls = type(exc)
     module = cls.__module__
     if module == "builtins":
         return bounds.label(cls.__qualname__)
     public = [part for part in module.split(".") if not part.startswith("_")]
-    return bounds.label(".".join([public[0] if public else module.split(".")[0], cls.__qualname__]))
+    if not public:
+        public = module.split(".")[:1]
+    keep = 2 if public[0] in _NAMESPACE_PACKAGES and len(public) > 1 else 1
+    return bounds.label(".".join([*public[:keep], cls.__qualname__]))
 
 
 def _status_code(exc: BaseException) -> Any:
@@ -31,6 +38,9 @@ def _status_code(exc: BaseException) -> Any:
         status = getattr(response, "status_code", None)
         if status is None and isinstance(response, dict):  # botocore's ClientError: a parsed response
             status = (response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
+    if status is None:  # google-genai's APIError (whatever its HTTP client), urllib's HTTPError
+        code = getattr(exc, "code", None)
+        status = code if type(code) is int else None
     return status
 
 

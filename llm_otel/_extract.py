@@ -2,14 +2,16 @@
 
 Duck-typed on purpose: the same code reads OpenAI v1 SDK objects (chat
 completions, Responses API, streamed chunks and events), Anthropic SDK
-messages and stream events, plain dicts shaped like either, and LangChain
-``AIMessage.usage_metadata`` — without importing any of those libraries.
+messages and stream events, google-genai (Gemini) responses and stream chunks,
+plain dicts shaped like any of them, and LangChain ``AIMessage.usage_metadata``
+— without importing any of those libraries.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 from llm_otel._bounds import TOKEN_COUNT_LIMIT
@@ -240,10 +242,52 @@ def langchain_usage(usage: Any, problems: UsageProblems) -> TokenUsage:
     )
 
 
+def _sum_counts(first: int | None, second: int | None, field: str, problems: UsageProblems) -> int | None:
+    if first is None and second is None:
+        return None
+    total = (first or 0) + (second or 0)
+    if total >= TOKEN_COUNT_LIMIT:
+        problems.add(f"{field}:out_of_range")
+        return None
+    return total
+
+
+def _is_gemini_usage(usage: Any) -> bool:
+    return usage is not None and (
+        _get(usage, "prompt_token_count") is not None or _get(usage, "candidates_token_count") is not None
+    )
+
+
+def gemini_usage(usage: Any, problems: UsageProblems) -> TokenUsage:
+    """Gemini's ``usage_metadata``: the prompt count already includes cached content; tool-use
+    prompts are input too, and thoughts are counted apart from the candidates (the kit's output
+    includes reasoning), as Google bills them."""
+    prompt = token_count(_get(usage, "prompt_token_count"), "input_tokens", problems)
+    tool_prompt = token_count(_get(usage, "tool_use_prompt_token_count"), "input_tokens", problems)
+    candidates = _get(usage, "candidates_token_count")
+    if candidates is None:  # embeddings and some newer responses name it so
+        candidates = _get(usage, "response_token_count")
+    answer = token_count(candidates, "output_tokens", problems)
+    thoughts = token_count(_get(usage, "thoughts_token_count"), "reasoning_tokens", problems)
+    return consistent(
+        TokenUsage(
+            input_tokens=_sum_counts(prompt, tool_prompt, "input_tokens", problems),
+            output_tokens=_sum_counts(answer, thoughts, "output_tokens", problems),
+            cache_read_input_tokens=token_count(
+                _get(usage, "cached_content_token_count"), "cache_read_tokens", problems
+            ),
+            reasoning_output_tokens=thoughts,
+        ),
+        problems,
+    )
+
+
 def usage_from_mapping(usage: Any, problems: UsageProblems) -> TokenUsage:
     """Any usage-shaped object, told apart by the keys each provider uses."""
     if _get(usage, "prompt_tokens") is not None or _get(usage, "completion_tokens") is not None:
         return openai_chat_usage(usage, problems)
+    if _is_gemini_usage(usage):
+        return gemini_usage(usage, problems)
     if _get(usage, "input_tokens_details") is not None or _get(usage, "output_tokens_details") is not None:
         return openai_responses_usage(usage, problems)
     if _get(usage, "cache_read_input_tokens") is not None or _get(usage, "cache_creation_input_tokens") is not None:
@@ -312,6 +356,35 @@ def _anthropic_message_facts(obj: Any, facts: ResponseFacts, problems: UsageProb
         facts.output_text.extend(_texts(_get(obj, "content")))
 
 
+def _gemini_reason(value: Any) -> str | None:
+    """A candidate's finish reason (the SDK's ``FinishReason`` enum, or its name) in lower case,
+    like the other providers' reasons (``STOP`` -> ``stop``, ``MAX_TOKENS`` -> ``max_tokens``)."""
+    if isinstance(value, Enum):
+        value = value.value
+    text = _str(value)
+    return text.lower() if text else None
+
+
+def _gemini_facts(obj: Any, facts: ResponseFacts, problems: UsageProblems, want_text: bool) -> None:
+    """A google-genai ``GenerateContentResponse`` (or one stream chunk of it) or
+    ``EmbedContentResponse``; each stream chunk carries the running usage, the last one the totals."""
+    usage = _get(obj, "usage_metadata")
+    if usage is not None:
+        facts.usage = gemini_usage(usage, problems)
+    for candidate in _as_list(_get(obj, "candidates") or ()):
+        reason = _gemini_reason(_get(candidate, "finish_reason"))
+        if reason and reason not in facts.finish_reasons:
+            facts.finish_reasons.append(reason)
+        if want_text:
+            parts = _get(_get(candidate, "content"), "parts") or ()
+            facts.output_text.extend(
+                text for part in _as_list(parts)
+                if isinstance(text := _get(part, "text"), str) and _get(part, "thought") is not True
+            )
+    facts.response_model = _str(_get(obj, "model_version"))
+    facts.response_id = _str(_get(obj, "response_id"))
+
+
 def _langchain_facts(obj: Any, facts: ResponseFacts, problems: UsageProblems, want_text: bool) -> None:
     usage = _get(obj, "usage_metadata")
     if usage is not None:
@@ -365,6 +438,8 @@ def facts_from(obj: Any, problems: UsageProblems, *, want_text: bool = False) ->
     facts.recognised = True
     if shape in _CHAT_SHAPES:  # the common case first
         _chat_facts(obj, facts, problems, want_text)
+    elif _get(obj, "candidates") is not None or _is_gemini_usage(_get(obj, "usage_metadata")):
+        _gemini_facts(obj, facts, problems, want_text)
     elif _get(obj, "usage_metadata") is not None or _get(obj, "response_metadata") is not None:
         _langchain_facts(obj, facts, problems, want_text)
     elif kind == "message":

@@ -208,3 +208,84 @@ def test_sdk_object_with_an_odd_object_field_is_no_chat_completion(shape: object
     broken = ChatCompletion.model_construct(**{**CHAT, "object": shape})
     facts = facts_from(broken, UsageProblems())
     assert facts.usage.input_tokens == 1200  # still read through the choices/usage shape
+
+
+GEMINI = {
+    "candidates": [{"index": 0, "finish_reason": "MAX_TOKENS",
+                    "content": {"role": "model", "parts": [{"text": "plan the answer", "thought": True},
+                                                           {"text": "Hello"}]}}],
+    "usage_metadata": {"prompt_token_count": 1200, "cached_content_token_count": 1024,
+                       "tool_use_prompt_token_count": 30, "candidates_token_count": 40,
+                       "thoughts_token_count": 300, "total_token_count": 1570},
+    "model_version": "gemini-2.5-flash-001", "response_id": "resp-gemini-1",
+}
+
+
+def test_gemini_response_counts_thoughts_as_output_and_tool_prompts_as_input() -> None:
+    from google.genai import types
+
+    facts = facts_from(types.GenerateContentResponse.model_validate(GEMINI), UsageProblems(), want_text=True)
+    assert facts.usage.input_tokens == 1200 + 30  # the prompt count includes the cached content
+    assert facts.usage.cache_read_input_tokens == 1024
+    assert facts.usage.output_tokens == 40 + 300
+    assert facts.usage.reasoning_output_tokens == 300
+    assert facts.finish_reasons == ["max_tokens"]
+    assert facts.response_model == "gemini-2.5-flash-001"
+    assert facts.response_id == "resp-gemini-1"
+    assert facts.output_text == ["Hello"]  # thought parts are not the answer
+    assert facts_from(GEMINI, UsageProblems()).usage == facts.usage  # a model_dump() dict reads the same
+
+
+def test_gemini_stream_takes_the_last_running_total(telemetry: CapturedTelemetry) -> None:
+    """Every Gemini stream chunk carries the usage so far: the record is the last one, not a sum."""
+    from google.genai import types
+
+    def chunk(text: str, output: int, finish: str | None = None) -> object:
+        return types.GenerateContentResponse.model_validate({
+            "candidates": [{"index": 0, "finish_reason": finish,
+                            "content": {"role": "model", "parts": [{"text": text}]}}],
+            "usage_metadata": {"prompt_token_count": 12, "candidates_token_count": output,
+                               "total_token_count": 12 + output},
+            "model_version": "gemini-2.5-flash", "response_id": "r-1",
+        })
+
+    @llm_otel.traced_llm(provider="gcp.gemini", model="gemini-2.5-flash")
+    def stream():  # type: ignore[no-untyped-def]
+        yield chunk("Hel", 1)
+        yield chunk("lo", 2)
+        yield chunk(" there", 3, "STOP")
+
+    list(stream())
+    span = telemetry.span("chat gemini-2.5-flash")
+    assert span.attributes["gen_ai.usage.input_tokens"] == 12  # type: ignore[index]
+    assert span.attributes["gen_ai.usage.output_tokens"] == 3  # type: ignore[index]
+    assert span.attributes["gen_ai.response.finish_reasons"] == ("stop",)  # type: ignore[index]
+    assert telemetry.counter("llm.tokens.input") == 12
+    assert telemetry.counter("llm.tokens.output") == 3
+    assert telemetry.histogram_sum("llm.cost.usd") == pytest.approx((12 * 0.3 + 3 * 2.5) / 1e6, rel=1e-9)
+
+
+def test_gemini_usage_given_to_set_usage() -> None:
+    from google.genai import types
+
+    with llm_otel.llm_call(provider="gcp.gemini", model="gemini-2.5-flash") as call:
+        call.set_usage(types.GenerateContentResponseUsageMetadata(prompt_token_count=7, candidates_token_count=2,
+                                                                  thoughts_token_count=5))
+    assert (call.usage.input_tokens, call.usage.output_tokens, call.usage.reasoning_output_tokens) == (7, 7, 5)
+
+
+def test_langchain_usage_metadata_is_not_read_as_gemini() -> None:
+    facts = facts_from({"usage_metadata": {"input_tokens": 3, "output_tokens": 4}, "response_metadata": {}},
+                       UsageProblems())
+    assert (facts.usage.input_tokens, facts.usage.output_tokens) == (3, 4)
+
+
+def test_google_genai_rate_limit_and_error_type() -> None:
+    from google.genai import errors
+
+    from llm_otel.adapter import error_type
+
+    body = {"error": {"code": 429, "message": "Resource exhausted", "status": "RESOURCE_EXHAUSTED"}}
+    assert error_type(errors.ClientError(429, body)) == "rate_limited"  # no HTTP response: read from .code
+    assert error_type(errors.ClientError(400, {"error": {"code": 400}})) == "google.genai.ClientError"
+    assert error_type(errors.ServerError(503, {})) == "google.genai.ServerError"
