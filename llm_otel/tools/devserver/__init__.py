@@ -2,10 +2,11 @@
 
 This is a development tool, not part of the monitoring core: ``import llm_otel``
 does not import it. It serves OpenAI-compatible (chat completions, Responses,
-embeddings, models) and Anthropic-compatible (messages) endpoints over real
-HTTP with deterministic answers, a configurable latency distribution and
-injectable failures, so the official ``openai`` and ``anthropic`` SDKs can be
-exercised without an API key or a bill::
+embeddings, models), Anthropic-compatible (messages) and Gemini-compatible
+(generateContent, streamGenerateContent, embeddings) endpoints over real HTTP with
+deterministic answers, a configurable latency distribution and injectable
+failures, so the official ``openai``, ``anthropic`` and ``google-genai`` SDKs can
+be exercised without an API key or a bill::
 
     from llm_otel.tools.devserver import StandInServer
     import openai

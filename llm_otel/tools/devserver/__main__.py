@@ -76,6 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"llm-otel stand-in LLM API (development/demo tool) listening on {server.base_url}\n"
         f"  OpenAI:    OPENAI_BASE_URL={server.openai_base_url} OPENAI_API_KEY=test\n"
         f"  Anthropic: ANTHROPIC_BASE_URL={server.anthropic_base_url} ANTHROPIC_API_KEY=test\n"
+        f"  Gemini:    GOOGLE_GEMINI_BASE_URL={server.gemini_base_url} GEMINI_API_KEY=test\n"
         "Press Ctrl+C to stop.",
         flush=True,
     )

@@ -24,7 +24,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any, cast
 from urllib.parse import urlsplit
 
-from . import _anthropic, _openai, _responses
+from . import _anthropic, _gemini, _openai, _responses
 from ._faults import FAULT_HEADER, Fault, FaultPlan, parse_fault
 from ._latency import LatencyProfile
 from ._wire import Answer, ApiFamily, Endpoint, RequestError, dumps
@@ -56,6 +56,8 @@ class RecordedRequest:
 
     @property
     def stream(self) -> bool:
+        if self.path.endswith(":streamGenerateContent"):  # Gemini names a stream in its path
+            return True
         return isinstance(self.body, Mapping) and self.body.get("stream") is True
 
 
@@ -209,6 +211,8 @@ class _Handler(BaseHTTPRequestHandler):
         path = urlsplit(self.path).path.rstrip("/") or "/"
         headers = {key.lower(): value for key, value in self.headers.items()}
         family: ApiFamily = _anthropic.ANTHROPIC if "anthropic-version" in headers else _openai.OPENAI
+        if _gemini.PATH.match(path):
+            family = _gemini.GEMINI
         body: Any = None
         try:
             if self.command == "POST":
@@ -248,6 +252,13 @@ class _Handler(BaseHTTPRequestHandler):
         if path.startswith("/v1/models/") and self.command == "GET":
             retrieve = _anthropic.retrieve_model if anthropic else _openai.retrieve_model
             return family, retrieve, {"model": path.removeprefix("/v1/models/")}
+        if family is _gemini.GEMINI:
+            if self.command != "POST":
+                raise RequestError(405, f"Method {self.command} is not allowed on {path}.")
+            endpoint = _gemini.endpoint(path)
+            if endpoint is None:
+                raise RequestError(404, f"Unknown request URL: {self.command} {path}.")
+            return family, endpoint, body
         methods = _ROUTES.get(path)
         if methods is None:
             raise RequestError(404, f"Unknown request URL: {self.command} {path}.")

@@ -11,11 +11,11 @@ from ._latency import LatencyProfile
 
 
 class StandInServer:
-    """A local OpenAI- and Anthropic-compatible HTTP server for development and demos.
+    """A local OpenAI-, Anthropic- and Gemini-compatible HTTP server for development and demos.
 
     It is a test double for paid LLM APIs, not a model: answers are
     deterministic filler (see :func:`expected_reply`). Point the official SDKs
-    at :attr:`openai_base_url` / :attr:`anthropic_base_url`. Use as a context
+    at :attr:`openai_base_url` / :attr:`anthropic_base_url` / :attr:`gemini_base_url`. Use as a context
     manager or call :meth:`start` / :meth:`stop`; ``port=0`` picks a free port.
     ``latency`` and ``faults`` may be replaced while the server runs.
     """
@@ -101,6 +101,12 @@ class StandInServer:
     @property
     def anthropic_base_url(self) -> str:
         """For ``anthropic.Anthropic(base_url=...)`` / ``ANTHROPIC_BASE_URL`` (the SDK adds ``/v1``)."""
+        return self.base_url
+
+    @property
+    def gemini_base_url(self) -> str:
+        """For ``genai.Client(http_options={"base_url": ...})`` / ``GOOGLE_GEMINI_BASE_URL`` (the SDK
+        adds the API version; a Vertex AI express client, ``vertexai=True`` with an API key, works too)."""
         return self.base_url
 
     # --- behaviour and bookkeeping ------------------------------------------
