@@ -219,6 +219,15 @@ def _finish(call: LLMCall, result: Any) -> Any:
             call.deactivate()
             _server_of(call, result)
             return AsyncWatchedStream(result, CallWatch(call, activate=False))
+        # an SDK whose streams are plain generators (google-genai): the request is sent on the
+        # first pull, so the call is current while each chunk is pulled and a call nearer the wire
+        # nests under it
+        if inspect.isgenerator(result):
+            call.deactivate()
+            return traced_generator(result, call)
+        if inspect.isasyncgen(result):
+            call.deactivate()
+            return traced_async_generator(result, call)
     elif is_stream_manager(result):  # the request is sent when the caller enters it
         call.deactivate()
         return StreamManagerProxy(result, call)

@@ -14,6 +14,7 @@ it never creates a Meter or an instrument, never computes cost, and never import
 >>> adapter.span_name(name), adapter.span_attributes(attrs)   # bounded before they reach the SDK
 >>> span.set_attribute(adapter.names.GEN_AI_TOOL_NAME, "search")
 >>> body = adapter.WatchedStream(body, MyWatch())          # follow a stream to its end, failure or close
+>>> chunks = adapter.watch_generator(chunks, adapter.CallWatch(call, activate=True))  # a call over a stream
 
 Read ``current()`` (or call ``tracer()``) at event time, never at construction, so a later
 ``configure()`` takes effect everywhere at once. See docs/adapters.md.
@@ -39,6 +40,7 @@ from llm_otel._retrieved import add_retrieved_context
 from llm_otel._runtime import Telemetry, current
 from llm_otel._streams import (
     AsyncWatchedStream,
+    CallWatch,
     StreamWatch,
     WatchedStream,
     watch_async_generator,
@@ -50,6 +52,7 @@ __all__ = [
     "CLOSED_EARLY",
     "AsyncWatchedStream",
     "CallSpec",
+    "CallWatch",
     "LLMCall",
     "RequestRollup",
     "StreamWatch",

@@ -172,6 +172,37 @@ async def test_async_generator_closed_early(telemetry: CapturedTelemetry) -> Non
     assert telemetry.span("chat gpt-4o").attributes["llm.stream.outcome"] == "closed_early"  # type: ignore[index]
 
 
+def test_function_returning_a_generator_records_when_it_is_read(telemetry: CapturedTelemetry) -> None:
+    """An SDK whose streams are plain generators (google-genai): the call lasts until the stream ends."""
+    def sdk_stream():  # type: ignore[no-untyped-def]
+        yield from _chunks("gpt-4o-mini", ["a", "b"], (40, 2))
+
+    @llm_otel.traced_llm(provider="openai", model="gpt-4o-mini")
+    def ask():  # type: ignore[no-untyped-def]
+        return sdk_stream()
+
+    stream = ask()
+    assert telemetry.spans() == []  # still streaming
+    assert len(list(stream)) == 4
+    assert telemetry.counter("llm.tokens.input") == 40
+    assert telemetry.histogram_count("gen_ai.client.operation.time_to_first_chunk") == 1
+
+
+async def test_coroutine_returning_an_async_generator_records_when_it_is_read(telemetry: CapturedTelemetry) -> None:
+    async def sdk_stream():  # type: ignore[no-untyped-def]
+        for chunk in _chunks("gpt-4o", ["x"], (11, 2)):
+            yield chunk
+
+    @llm_otel.traced_llm(provider="openai", model="gpt-4o")
+    async def ask():  # type: ignore[no-untyped-def]
+        return sdk_stream()
+
+    stream = await ask()
+    assert telemetry.spans() == []
+    assert len([c async for c in stream]) == 3
+    assert telemetry.counter("llm.tokens.input") == 11
+
+
 class Boom(Exception):
     pass
 
