@@ -42,12 +42,14 @@ PROVIDER_OPTIONS = (("tracer_provider", "get_tracer"), ("meter_provider", "get_m
 @dataclass(frozen=True)
 class Target:
     """One SDK method to wrap: ``module.owner.method`` (owner is a class path inside the module,
-    or ``""`` for a function of the module itself)."""
+    or ``""`` for a function of the module itself); ``fallback`` is wrapped instead when the
+    owner has no ``method`` (an SDK version that names it differently)."""
 
     module: str
     owner: str
     method: str
     wrapper: Wrapper
+    fallback: str | None = None
 
 
 class SDKInstrumentor(BaseInstrumentor):  # type: ignore[misc]  # the base class is typed Any here
@@ -98,9 +100,10 @@ class SDKInstrumentor(BaseInstrumentor):  # type: ignore[misc]  # the base class
                 owner: Any = module
                 for part in filter(None, target.owner.split(".")):
                     owner = getattr(owner, part)
-                if not hasattr(owner, target.method):
+                method = target.method if hasattr(owner, target.method) else target.fallback
+                if method is None or not hasattr(owner, method):
                     continue  # an older SDK without this method: nothing to wrap
-                wrapped.append(_wrap_innermost(owner, target.method, target.wrapper))
+                wrapped.append(_wrap_innermost(owner, method, target.wrapper))
             except ImportError as exc:
                 _logger.debug("llm-otel: %s not instrumented (%s)", target.module, exc)
             except Exception as exc:  # an SDK whose layout changed: skip that method, keep the rest

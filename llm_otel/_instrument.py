@@ -23,6 +23,7 @@ INSTRUMENTORS: dict[str, tuple[str, str, str]] = {
     "anthropic": ("llm_otel.integrations.anthropic", "AnthropicInstrumentor", "anthropic"),
     "bedrock": ("llm_otel.integrations.bedrock", "BedrockInstrumentor", "botocore"),
     "litellm": ("llm_otel.integrations.litellm", "LiteLLMInstrumentor", "litellm"),
+    "google_genai": ("llm_otel.integrations.google_genai", "GoogleGenAIInstrumentor", "google.genai"),
 }
 
 
@@ -36,6 +37,13 @@ def _instrumentor(name: str) -> Any:
                 "llm_otel.instrument() needs opentelemetry-instrumentation: pip install 'llm-otel[instrument]'"
             ) from exc
         raise
+
+
+def _installed(sdk: str) -> bool:
+    try:
+        return importlib.util.find_spec(sdk) is not None
+    except ImportError:  # a dotted name whose parent package is missing (``google.genai``)
+        return False
 
 
 def _chosen(names: tuple[str, ...]) -> list[str]:
@@ -58,7 +66,7 @@ def instrument(*names: str, **options: Any) -> list[str]:
     done = []
     for name in _chosen(names):
         sdk = INSTRUMENTORS[name][2]
-        if importlib.util.find_spec(sdk) is None:
+        if not _installed(sdk):
             if names:
                 raise ImportError(f"llm_otel.instrument({name!r}): the {sdk} package is not installed")
             log_once(f"instrument:{name}:missing", "llm-otel: %s is not installed; not instrumented", sdk)
@@ -79,7 +87,7 @@ def instrument(*names: str, **options: Any) -> list[str]:
 def uninstrument(*names: str) -> None:
     """Undo ``instrument()`` for the named SDKs (all when none is named)."""
     for name in _chosen(names):
-        if importlib.util.find_spec(INSTRUMENTORS[name][2]) is None:
+        if not _installed(INSTRUMENTORS[name][2]):
             continue
         instrumentor = _instrumentor(name)
         if instrumentor.is_instrumented_by_opentelemetry:

@@ -103,7 +103,7 @@ CORE = ROOT / "llm_otel"
 # may load, and it never reaches outward.
 FORBIDDEN_FOR_CORE = ("llm_otel.tools", "llm_otel.integrations", "integrations", "sample_apps", "tests",
                       "langchain", "langchain_core", "llama_index", "starlette", "fastapi", "django",
-                      "openai", "anthropic", "uvicorn")
+                      "openai", "anthropic", "google.genai", "uvicorn")
 
 
 def core_files() -> list[Path]:

@@ -300,3 +300,57 @@ def test_a_lent_call_is_taken_by_an_anthropic_stream_helper(
     assert_one_record(instrumented, final.usage.input_tokens, final.usage.output_tokens)
     deferred, = (s for s in instrumented.spans() if s.attributes.get("llm.record.deferred"))
     assert children_of(instrumented, deferred) == llm_spans(instrumented)
+
+
+@pytest.fixture
+def gemini(server: StandInServer, telemetry: CapturedTelemetry) -> Iterator[Any]:
+    from google import genai
+
+    llm_otel.instrument("google_genai")
+    c = genai.Client(api_key="test", http_options={"base_url": server.gemini_base_url})
+    try:
+        yield c
+    finally:
+        c.close()
+        llm_otel.uninstrument("google_genai")
+
+
+def test_traced_llm_around_an_instrumented_gemini_call(gemini: Any, telemetry: CapturedTelemetry) -> None:
+
+    @llm_otel.traced_llm(provider="gcp.gemini")
+    def ask(model: str = "gemini-2.5-flash") -> Any:
+        return gemini.models.generate_content(model=model, contents="Say hello")
+
+    usage = ask().usage_metadata
+    assert_one_record(telemetry, usage.prompt_token_count, usage.candidates_token_count)
+    outer, = (s for s in telemetry.spans() if s.attributes.get("llm.record.deferred"))
+    inner, = llm_spans(telemetry)
+    assert inner.parent.span_id == outer.context.span_id
+
+
+def test_traced_llm_returning_an_instrumented_gemini_stream(gemini: Any, telemetry: CapturedTelemetry) -> None:
+    """google-genai streams are plain generators whose request goes out on the first pull."""
+
+    @llm_otel.traced_llm(provider="gcp.gemini")
+    def ask(model: str = "gemini-2.5-flash") -> Any:
+        return gemini.models.generate_content_stream(model=model, contents="Say hello")
+
+    usage = list(ask())[-1].usage_metadata
+    assert_one_record(telemetry, usage.prompt_token_count, usage.candidates_token_count)
+    outer, = (s for s in telemetry.spans() if s.attributes.get("llm.record.deferred"))
+    inner, = llm_spans(telemetry)
+    assert inner.parent.span_id == outer.context.span_id
+
+
+async def test_async_traced_llm_returning_an_instrumented_gemini_stream(
+    gemini: Any, telemetry: CapturedTelemetry
+) -> None:
+
+    @llm_otel.traced_llm(provider="gcp.gemini")
+    async def ask(model: str = "gemini-2.5-flash") -> Any:
+        return await gemini.aio.models.generate_content_stream(model=model, contents="Say hello")
+
+    chunks = [chunk async for chunk in await ask()]
+    await gemini.aio.aclose()
+    usage = chunks[-1].usage_metadata
+    assert_one_record(telemetry, usage.prompt_token_count, usage.candidates_token_count)

@@ -24,11 +24,15 @@ ROOT = Path(__file__).resolve().parents[2]
 
 APP = """
 import openai, anthropic, os
+from google import genai
 c = openai.OpenAI(base_url=os.environ["STANDIN_OPENAI"], api_key="test", max_retries=0)
 r = c.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
 a = anthropic.Anthropic(base_url=os.environ["STANDIN_ANTHROPIC"], api_key="test", max_retries=0)
 m = a.messages.create(model="claude-3-5-haiku-latest", max_tokens=50, messages=[{"role": "user", "content": "hi"}])
-print("USAGE", r.usage.prompt_tokens, r.usage.completion_tokens, m.usage.input_tokens, m.usage.output_tokens)
+g = genai.Client(api_key="test", http_options={"base_url": os.environ["STANDIN_GEMINI"]})
+u = g.models.generate_content(model="gemini-2.5-flash", contents="hi").usage_metadata
+print("USAGE", r.usage.prompt_tokens, r.usage.completion_tokens, m.usage.input_tokens, m.usage.output_tokens,
+      u.prompt_token_count, u.candidates_token_count)
 """
 
 
@@ -76,6 +80,7 @@ def _run(tmp_path: Path, server: StandInServer, disabled: str) -> tuple[str, lis
         "OTEL_LOGS_EXPORTER": "none",
         "STANDIN_OPENAI": server.openai_base_url,
         "STANDIN_ANTHROPIC": server.anthropic_base_url,
+        "STANDIN_GEMINI": server.gemini_base_url,
     }
     done = subprocess.run(
         [launcher, sys.executable, str(tmp_path / "app.py")],
@@ -90,18 +95,18 @@ def test_opentelemetry_instrument_activates_the_kit(tmp_path: Path, server: Stan
     # the other vendors' openai instrumentations register under the name "openai"
     stdout, spans = _run(tmp_path, server, disabled="openai")
     usage = next(line for line in stdout.splitlines() if line.startswith("USAGE")).split()[1:]
-    chat = [s for s in spans if s["name"].startswith("chat ")]
-    assert sorted(s["attributes"]["gen_ai.provider.name"] for s in chat) == ["anthropic", "openai"]
-    by_provider = {s["attributes"]["gen_ai.provider.name"]: s["attributes"] for s in chat}
-    assert [by_provider["openai"]["gen_ai.usage.input_tokens"], by_provider["openai"]["gen_ai.usage.output_tokens"],
-            by_provider["anthropic"]["gen_ai.usage.input_tokens"],
-            by_provider["anthropic"]["gen_ai.usage.output_tokens"]] == [int(u) for u in usage]
+    calls = [s for s in spans if s["name"].startswith(("chat ", "generate_content "))]
+    by_provider = {s["attributes"]["gen_ai.provider.name"]: s["attributes"] for s in calls}
+    assert sorted(by_provider) == ["anthropic", "gcp.gemini", "openai"] and len(calls) == 3
+    assert [by_provider[provider][f"gen_ai.usage.{kind}_tokens"]
+            for provider in ("openai", "anthropic", "gcp.gemini") for kind in ("input", "output")
+            ] == [int(u) for u in usage]
 
 
 @pytest.mark.slow
 def test_disabling_the_kit_by_entry_point_name(tmp_path: Path, server: StandInServer) -> None:
-    _, spans = _run(tmp_path, server, disabled="openai,llm_otel_openai,llm_otel_anthropic")
-    assert [s for s in spans if s["name"].startswith("chat ")] == []
+    _, spans = _run(tmp_path, server, disabled="openai,llm_otel_openai,llm_otel_anthropic,llm_otel_google_genai")
+    assert [s for s in spans if s["name"].startswith(("chat ", "generate_content "))] == []
 
 
 def test_the_hook_configures_only_when_nothing_else_did(monkeypatch: pytest.MonkeyPatch) -> None:
