@@ -323,3 +323,29 @@ def test_a_missing_namespace_package_is_not_installed() -> None:
 
     assert _installed("google.genai")
     assert not _installed("llm_otel_no_such_namespace.genai")  # its parent is missing: no error
+
+
+def test_an_sdk_without_the_one_request_method_gets_the_public_one_wrapped(
+    server: StandInServer, telemetry: CapturedTelemetry
+) -> None:
+    from llm_otel.integrations._instrumentor import SDKInstrumentor, Target, sync_wrapper
+    from llm_otel.integrations.google_genai import _describe, _finish
+
+    class Renamed(SDKInstrumentor):  # as if a release had renamed Models._generate_content
+        name = "google_genai_renamed"
+
+        def targets(self) -> tuple[Target, ...]:
+            wrapper = sync_wrapper(_describe("generate_content"), _finish)
+            return (Target("google.genai.models", "Models", "_renamed_later", wrapper, "generate_content"),)
+
+    original = vars(Models)["generate_content"]
+    Renamed().instrument()
+    try:
+        assert vars(Models)["generate_content"] is not original
+        c = client(server)
+        c.models.generate_content(model=MODEL, contents=PROMPT)
+        c.close()
+    finally:
+        Renamed().uninstrument()
+    assert vars(Models)["generate_content"] is original
+    assert one_span(telemetry).name == f"generate_content {MODEL}"
