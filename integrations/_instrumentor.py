@@ -100,10 +100,10 @@ class SDKInstrumentor(BaseInstrumentor):  # type: ignore[misc]  # the base class
                 owner: Any = module
                 for part in filter(None, target.owner.split(".")):
                     owner = getattr(owner, part)
-                method = target.method if hasattr(owner, target.method) else target.fallback
-                if method is None or not hasattr(owner, method):
+                found = target.method if hasattr(owner, target.method) else target.fallback
+                if found is None or not hasattr(owner, found):
                     continue  # an older SDK without this method: nothing to wrap
-                wrapped.append(_wrap_innermost(owner, method, target.wrapper))
+                wrapped.append(_wrap_innermost(owner, found, target.wrapper))
             except ImportError as exc:
                 _logger.debug("llm-otel: %s not instrumented (%s)", target.module, exc)
             except Exception as exc:  # an SDK whose layout changed: skip that method, keep the rest

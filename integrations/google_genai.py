@@ -27,10 +27,13 @@ from typing import Any, ClassVar
 
 from llm_otel import LLMCall, adapter
 from llm_otel.integrations._instrumentor import (
+    AsyncFinish,
     Describe,
+    Finish,
     Request,
     SDKInstrumentor,
     Target,
+    Wrapper,
     async_wrapper,
     sync_wrapper,
 )
@@ -113,6 +116,7 @@ def _messages(contents: Any, config: Any) -> list[dict[str, Any]]:
 def _describe(operation: str) -> Describe:
     def describe(instance: Any, kwargs: dict[str, Any]) -> Request:
         config = kwargs.get("config")
+        # content settings are shared by every provider binding of the setup: the current one says
         wants_text = operation != n.OP_EMBEDDINGS and adapter.current().wants_text
         messages = _messages(kwargs.get("contents"), config) if wants_text else None
         attributes = _attributes(config) if operation != n.OP_EMBEDDINGS else None
@@ -151,17 +155,24 @@ class GoogleGenAIInstrumentor(SDKInstrumentor):
 
     def targets(self) -> Sequence[Target]:
         generate, embed = _describe(n.OP_GENERATE_CONTENT), _describe(n.OP_EMBEDDINGS)
+        telemetry = self.telemetry
+
+        def sync(describe: Describe, finish: Finish) -> Wrapper:
+            return sync_wrapper(describe, finish, telemetry)
+
+        def async_(describe: Describe, finish: AsyncFinish) -> Wrapper:
+            return async_wrapper(describe, finish, telemetry)
+
         # the one-request methods; the public ones (same arguments and results) where they are missing
         return (
-            Target(_MODELS, "Models", "_generate_content", sync_wrapper(generate, _finish), "generate_content"),
-            Target(_MODELS, "Models", "_generate_content_stream", sync_wrapper(generate, _finish_stream),
+            Target(_MODELS, "Models", "_generate_content", sync(generate, _finish), "generate_content"),
+            Target(_MODELS, "Models", "_generate_content_stream", sync(generate, _finish_stream),
                    "generate_content_stream"),
-            Target(_MODELS, "Models", "_embed_content", sync_wrapper(embed, _finish), "embed_content"),
-            Target(_MODELS, "AsyncModels", "_generate_content", async_wrapper(generate, _finish_async),
-                   "generate_content"),
-            Target(_MODELS, "AsyncModels", "_generate_content_stream", async_wrapper(generate, _finish_async_stream),
+            Target(_MODELS, "Models", "_embed_content", sync(embed, _finish), "embed_content"),
+            Target(_MODELS, "AsyncModels", "_generate_content", async_(generate, _finish_async), "generate_content"),
+            Target(_MODELS, "AsyncModels", "_generate_content_stream", async_(generate, _finish_async_stream),
                    "generate_content_stream"),
-            Target(_MODELS, "AsyncModels", "_embed_content", async_wrapper(embed, _finish_async), "embed_content"),
+            Target(_MODELS, "AsyncModels", "_embed_content", async_(embed, _finish_async), "embed_content"),
         )
 
 

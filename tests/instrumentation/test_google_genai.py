@@ -349,3 +349,27 @@ def test_an_sdk_without_the_one_request_method_gets_the_public_one_wrapped(
         Renamed().uninstrument()
     assert vars(Models)["generate_content"] is original
     assert one_span(telemetry).name == f"generate_content {MODEL}"
+
+
+def test_spans_land_in_the_tracer_provider_given(server: StandInServer, telemetry: CapturedTelemetry) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from llm_otel.integrations.google_genai import GoogleGenAIInstrumentor
+
+    exporter = InMemorySpanExporter()
+    own = TracerProvider()
+    own.add_span_processor(SimpleSpanProcessor(exporter))
+    GoogleGenAIInstrumentor().instrument(tracer_provider=own)
+    try:
+        c = client(server)
+        c.models.generate_content(model=MODEL, contents=PROMPT)
+        list(c.models.generate_content_stream(model=MODEL, contents=PROMPT))
+        c.close()
+    finally:
+        GoogleGenAIInstrumentor().uninstrument()
+        own.shutdown()
+    assert [s.name for s in exporter.get_finished_spans()] == [f"generate_content {MODEL}"] * 2
+    assert telemetry.spans() == []
+    assert telemetry.histogram_count("gen_ai.client.operation.duration") == 2  # metrics stay with the kit
