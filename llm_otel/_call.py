@@ -418,7 +418,8 @@ class LLMCall:
             _bound_facts(facts)  # before the id is compared with the wire-level records, which are bounded too
             if self.wire:
                 self.telemetry.wire_responses.add(facts.response_id)
-            elif self.deferred or (facts.response_id is not None and facts.response_id in self.telemetry.wire_responses):
+            elif self.deferred or (facts.response_id is not None
+                                   and self.telemetry.wire_responses.recorded_since(facts.response_id, self._start)):
                 self.deferred = True  # one record per API call: the call nearer the wire owns it
                 self._annotate_deferred(error)
                 return

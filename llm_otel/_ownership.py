@@ -21,6 +21,7 @@ The rule is documented in docs/instrumentation.md ("One record per API call").
 from __future__ import annotations
 
 import threading
+import time
 import weakref
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -124,27 +125,35 @@ def defer_enclosing_call(
 
 class WireResponses:
     """Response ids recorded by provider SDK instrumentors (one set per ``configure()``), so a
-    framework layer reporting the same id later knows it is the same API call."""
+    framework layer reporting the same id later knows it is the same API call.
+
+    An id counts only when it was recorded while the framework call was open: some servers
+    reuse ids (small counters, caching gateways), and an id seen long before is another call.
+    """
 
     __slots__ = ("_ids", "_lock")
 
     def __init__(self) -> None:
-        self._ids: OrderedDict[str, None] = OrderedDict()
+        self._ids: OrderedDict[str, float] = OrderedDict()
         self._lock = threading.Lock()
 
     def add(self, response_id: str | None) -> None:
         if not response_id:
             return
+        now = time.perf_counter()
         with self._lock:
-            self._ids[response_id] = None
+            self._ids[response_id] = now
+            self._ids.move_to_end(response_id)
             if len(self._ids) > _WIRE_RESPONSES_MAX:
                 self._ids.popitem(last=False)
 
-    def __contains__(self, response_id: str) -> bool:
+    def recorded_since(self, response_id: str, since: float) -> bool:
+        """Whether a wire-level call recorded ``response_id`` at or after ``since`` (perf_counter)."""
         if not self._ids:  # no instrumentor active: the common case costs one truth test
             return False
         with self._lock:
-            return response_id in self._ids
+            recorded = self._ids.get(response_id)
+        return recorded is not None and recorded >= since
 
 
 _OWN_SCOPE = "llm_otel"

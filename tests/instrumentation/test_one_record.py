@@ -354,3 +354,38 @@ async def test_async_traced_llm_returning_an_instrumented_gemini_stream(
     await gemini.aio.aclose()
     usage = chunks[-1].usage_metadata
     assert_one_record(telemetry, usage.prompt_token_count, usage.candidates_token_count)
+
+
+def test_a_reused_response_id_seen_earlier_is_another_api_call(telemetry: CapturedTelemetry) -> None:
+    """Servers that reuse ids (small counters, caching gateways): a framework call reporting an id
+    an instrumentor recorded BEFORE it started is a different API call and records its own."""
+    from llm_otel import adapter
+
+    wire = adapter.start_call(provider="openai", model="gpt-4o-mini", wire=True)
+    wire.set_response(chat_dict(3, 4, response_id="chatcmpl-7"))
+    wire.end()
+    later = adapter.start_call(provider="openai", model="gpt-4o-mini")
+    later.set_response(chat_dict(5, 6, response_id="chatcmpl-7"))
+    later.end()
+    assert_one_record(telemetry, 8, 10, calls=2)
+
+
+def test_an_id_recorded_while_the_framework_call_is_open_is_the_same_api_call(
+        telemetry: CapturedTelemetry) -> None:
+    import threading
+
+    from llm_otel import adapter
+
+    outer = adapter.start_call(provider="openai", model="gpt-4o-mini")
+
+    def sdk_call_in_a_thread_without_context() -> None:
+        wire = adapter.start_call(provider="openai", model="gpt-4o-mini", wire=True)
+        wire.set_response(chat_dict(3, 4, response_id="chatcmpl-8"))
+        wire.end()
+
+    worker = threading.Thread(target=sdk_call_in_a_thread_without_context)
+    worker.start()
+    worker.join()
+    outer.set_response(chat_dict(3, 4, response_id="chatcmpl-8"))
+    outer.end()
+    assert_one_record(telemetry, 3, 4)
