@@ -14,7 +14,7 @@ from types import ModuleType
 from typing import Any
 
 from llm_otel import LLMCall
-from llm_otel.adapter import log_once
+from llm_otel.adapter import CLOSED_EARLY, log_once
 from llm_otel.integrations._instrumentor import (
     AsyncFinish,
     Finish,
@@ -63,8 +63,11 @@ def sdk_result_handlers(name: str) -> tuple[Finish, AsyncFinish]:
             _finish(call, result.parse(), request)  # the body is read already; parse() caches its result
             return result
         if isinstance(result, sdk._response.APIResponse):  # with_streaming_response
-            if request.stream or _body_read(result):
+            if request.stream and not _body_read(result):
                 _finish(call, result.parse(), request)  # builds the stream without reading it
+                _end_stream_on_close(result, call)
+            elif _body_read(result):
+                _finish(call, result.parse(), request)
             else:
                 _finish_on_parse(result, call)
             return result
@@ -83,7 +86,10 @@ def sdk_result_handlers(name: str) -> tuple[Finish, AsyncFinish]:
             await _finish_async(call, result.parse(), request)
             return result
         if isinstance(result, sdk._response.AsyncAPIResponse):
-            if request.stream or _body_read(result):
+            if request.stream and not _body_read(result):
+                await _finish_async(call, await result.parse(), request)
+                _end_stream_on_close_async(result, call)
+            elif _body_read(result):
                 await _finish_async(call, await result.parse(), request)
             else:
                 _finish_on_parse_async(result, call)
@@ -148,3 +154,51 @@ def _finish_on_parse_async(response: Any, call: LLMCall) -> None:
                 call.end()
 
     response.parse, response.close = parse_observed, close_observed
+
+
+def _end_stream_on_close(response: Any, call: LLMCall) -> None:
+    """A streamed raw response of a stream request: the caller reads it parsed (the SDK stream,
+    watched like any other) or raw (``iter_lines``/``iter_bytes``, which the kit does not read).
+    Closing the response (the end of its ``with`` block) ends a call still open: as closed early
+    when the parsed stream was left unfinished, with usage unknown when the body was read raw."""
+    parse, close = response.parse, response.close
+    parsed = [False]
+
+    def parse_observed(*args: Any, **kwargs: Any) -> Any:
+        parsed[0] = True
+        return parse(*args, **kwargs)
+
+    def close_observed() -> None:
+        try:
+            close()
+        finally:
+            _end_unfinished(call, parsed[0])
+
+    response.parse, response.close = parse_observed, close_observed
+
+
+def _end_stream_on_close_async(response: Any, call: LLMCall) -> None:
+    parse, close = response.parse, response.close
+    parsed = [False]
+
+    async def parse_observed(*args: Any, **kwargs: Any) -> Any:
+        parsed[0] = True
+        return await parse(*args, **kwargs)
+
+    async def close_observed() -> None:
+        try:
+            await close()
+        finally:
+            _end_unfinished(call, parsed[0])
+
+    response.parse, response.close = parse_observed, close_observed
+
+
+def _end_unfinished(call: LLMCall, parsed: bool) -> None:
+    if call.ended:
+        return
+    if parsed:
+        call.end(outcome=CLOSED_EARLY)
+    else:
+        call.note_usage_unknown("usage:response_not_parsed")
+        call.end()

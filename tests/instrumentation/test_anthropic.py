@@ -93,6 +93,20 @@ def test_raw_response(server: StandInServer, instrumented: CapturedTelemetry) ->
     assert only_span(instrumented).attributes["gen_ai.usage.output_tokens"] == message.usage.output_tokens
 
 
+def test_streamed_response_parsed_or_read_raw(server: StandInServer, instrumented: CapturedTelemetry) -> None:
+    with client(server) as c:
+        with c.messages.with_streaming_response.create(
+                model=MODEL, max_tokens=100, messages=MESSAGES, stream=True) as response:
+            events = list(response.parse())
+        with c.messages.with_streaming_response.create(
+                model=MODEL, max_tokens=100, messages=MESSAGES, stream=True) as response:
+            assert [line for line in response.iter_lines() if line]
+    parsed, raw = sorted(instrumented.spans(), key=lambda span: span.start_time)
+    assert parsed.attributes["gen_ai.usage.output_tokens"] == events[-2].usage.output_tokens  # message_delta
+    assert "usage:response_not_parsed" in raw.attributes["llm.usage.unknown_reason"]
+    assert "llm.stream.outcome" not in raw.attributes
+
+
 def test_error_is_the_same_object(server: StandInServer, instrumented: CapturedTelemetry) -> None:
     seen = []
     with client(server) as c, pytest.raises(anthropic.InternalServerError) as info:

@@ -180,6 +180,41 @@ def test_streaming_response_closed_unparsed(server: StandInServer, instrumented:
     assert "usage:response_not_parsed" in span.attributes["llm.usage.unknown_reason"]
 
 
+def test_streamed_response_read_raw_ends_with_its_block(server: StandInServer, instrumented: CapturedTelemetry) -> None:
+    """Proxying the SSE lines as they come (the raw use of with_streaming_response): the call ends
+    when the block closes the response, counted unpriced with the reason, never left to the GC."""
+    with client(server) as c, c.chat.completions.with_streaming_response.create(
+        model="gpt-4o-mini", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+    ) as response:
+        lines = [line for line in response.iter_lines() if line]
+        assert lines[-1] == "data: [DONE]"
+    span = one_span(instrumented)
+    assert "usage:response_not_parsed" in span.attributes["llm.usage.unknown_reason"]
+    assert "llm.stream.outcome" not in span.attributes
+    assert instrumented.counter("llm.cost.unpriced") == 1
+
+
+def test_streamed_response_parsed_and_left_is_closed_early(
+        server: StandInServer, instrumented: CapturedTelemetry) -> None:
+    with client(server) as c, c.chat.completions.with_streaming_response.create(
+        model="gpt-4o-mini", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+    ) as response:
+        next(iter(response.parse()))
+    assert one_span(instrumented).attributes["llm.stream.outcome"] == "closed_early"
+
+
+async def test_async_streamed_response_read_raw_ends_with_its_block(
+        server: StandInServer, instrumented: CapturedTelemetry) -> None:
+    async with openai.AsyncOpenAI(base_url=server.openai_base_url, api_key="test", max_retries=0) as c:
+        async with c.chat.completions.with_streaming_response.create(
+            model="gpt-4o-mini", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+        ) as response:
+            lines = [line async for line in response.iter_lines() if line]
+            assert lines[-1] == "data: [DONE]"
+    span = one_span(instrumented)
+    assert "usage:response_not_parsed" in span.attributes["llm.usage.unknown_reason"]
+
+
 def test_embeddings(server: StandInServer, instrumented: CapturedTelemetry) -> None:
     with client(server) as c:
         result = c.embeddings.create(model="text-embedding-3-small", input="hello there")
