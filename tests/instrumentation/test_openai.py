@@ -205,12 +205,12 @@ def test_streamed_response_parsed_and_left_is_closed_early(
 
 async def test_async_streamed_response_read_raw_ends_with_its_block(
         server: StandInServer, instrumented: CapturedTelemetry) -> None:
-    async with openai.AsyncOpenAI(base_url=server.openai_base_url, api_key="test", max_retries=0) as c:
-        async with c.chat.completions.with_streaming_response.create(
-            model="gpt-4o-mini", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
-        ) as response:
-            lines = [line async for line in response.iter_lines() if line]
-            assert lines[-1] == "data: [DONE]"
+    async with openai.AsyncOpenAI(base_url=server.openai_base_url, api_key="test", max_retries=0) as c, \
+            c.chat.completions.with_streaming_response.create(
+                model="gpt-4o-mini", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+            ) as response:
+        lines = [line async for line in response.iter_lines() if line]
+        assert lines[-1] == "data: [DONE]"
     span = one_span(instrumented)
     assert "usage:response_not_parsed" in span.attributes["llm.usage.unknown_reason"]
 
