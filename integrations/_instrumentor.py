@@ -19,6 +19,7 @@ import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 import opentelemetry.instrumentation.instrumentor as _otel_instrumentor
 import wrapt
@@ -163,6 +164,31 @@ class Request:
     stream: bool = False
     #: for a stream: whether the request asked the server for usage (None: the API always sends it)
     usage_requested: bool | None = None
+    #: the server the SDK client sends to, as (host, port): server.address / server.port
+    server: tuple[str, int | None] | None = None
+
+
+_SCHEME_PORTS = {"https": 443, "http": 80}
+_servers: weakref.WeakKeyDictionary[Any, tuple[Any, tuple[str, int | None] | None]] = weakref.WeakKeyDictionary()
+
+
+def client_server(client: Any) -> tuple[str, int | None] | None:
+    """(host, port) of an SDK client's base URL, remembered per client and URL object (a
+    client's ``base_url`` can be replaced); None when the client has none usable."""
+    try:
+        url = getattr(client, "_base_url", None) or getattr(client, "base_url", None)
+        if url is None:
+            return None
+        known = _servers.get(client)
+        if known is not None and known[0] is url:
+            return known[1]
+        parts = urlsplit(str(url))
+        host = parts.hostname
+        server = (host, parts.port or _SCHEME_PORTS.get(parts.scheme)) if host else None
+        _servers[client] = (url, server)
+        return server
+    except (TypeError, ValueError):  # not weak-referenceable, or a malformed URL: no server attribute
+        return None
 
 
 Describe = Callable[[Any, dict[str, Any]], Request]
@@ -184,6 +210,8 @@ def open_call(
         call = adapter.start_call(
             provider=request.provider, model=request.model, operation=request.operation,
             request_attributes=request.attributes, activate=True, wire=True, telemetry=telemetry,
+            server_address=request.server[0] if request.server else None,
+            server_port=request.server[1] if request.server else None,
         )
         if request.messages is not None and telemetry.wants_text:
             call.set_input_messages(request.messages)

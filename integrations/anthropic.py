@@ -25,6 +25,7 @@ from llm_otel.integrations._instrumentor import (
     TelemetrySource,
     Wrapper,
     async_wrapper,
+    client_server,
     observe_async_stream,
     observe_stream,
     open_call,
@@ -67,6 +68,7 @@ def _describe(instance: Any, kwargs: dict[str, Any]) -> Request:
     return Request(
         _provider(instance), model if isinstance(model, str) else None, n.OP_CHAT, attributes,
         kwargs.get("messages"), kwargs.get("stream") is True,
+        server=client_server(getattr(instance, "_client", None)),
     )
 
 

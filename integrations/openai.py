@@ -32,6 +32,7 @@ from llm_otel.integrations._instrumentor import (
     Target,
     Wrapper,
     async_wrapper,
+    client_server,
     sync_wrapper,
 )
 from llm_otel.integrations._openai_compatible import ProviderResolver
@@ -49,6 +50,10 @@ _REQUEST_NUMBERS = (
 
 def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _server(resource: Any) -> tuple[str, int | None] | None:
+    return client_server(getattr(resource, "_client", None))
 
 
 class _Describer:
@@ -80,7 +85,8 @@ class _Describer:
                 kwargs["stream_options"] = {**(options if isinstance(options, Mapping) else {}), "include_usage": True}
                 usage_requested = True
         messages = kwargs.get("messages") if operation == n.OP_CHAT else kwargs.get("prompt")
-        return Request(provider, model, operation, attributes, messages, stream, usage_requested)
+        return Request(provider, model, operation, attributes, messages, stream, usage_requested,
+                       server=_server(instance))
 
     def completion(self, instance: Any, kwargs: dict[str, Any]) -> Request:
         return self.chat(instance, kwargs, n.OP_TEXT_COMPLETION)
@@ -88,11 +94,12 @@ class _Describer:
     def responses(self, instance: Any, kwargs: dict[str, Any]) -> Request:
         provider, model, attributes = self._common(instance, kwargs)
         # a Responses stream always ends with response.completed, which carries usage
-        return Request(provider, model, n.OP_CHAT, attributes, kwargs.get("input"), kwargs.get("stream") is True)
+        return Request(provider, model, n.OP_CHAT, attributes, kwargs.get("input"), kwargs.get("stream") is True,
+                       server=_server(instance))
 
     def embeddings(self, instance: Any, kwargs: dict[str, Any]) -> Request:
         provider, model, _ = self._common(instance, kwargs)
-        return Request(provider, model, n.OP_EMBEDDINGS)
+        return Request(provider, model, n.OP_EMBEDDINGS, server=_server(instance))
 
 
 _finish, _finish_async = sdk_result_handlers("openai")

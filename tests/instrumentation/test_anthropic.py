@@ -36,6 +36,7 @@ def test_create(server: StandInServer, instrumented: CapturedTelemetry) -> None:
     assert span.name == f"chat {MODEL}"
     assert span.attributes["gen_ai.provider.name"] == "anthropic"
     assert span.attributes["gen_ai.request.max_tokens"] == 100
+    assert (span.attributes["server.address"], span.attributes["server.port"]) == ("127.0.0.1", server.port)
     assert span.attributes["gen_ai.usage.input_tokens"] == message.usage.input_tokens
     assert span.attributes["gen_ai.usage.output_tokens"] == message.usage.output_tokens
     assert instrumented.counter("llm.tokens.output") == message.usage.output_tokens

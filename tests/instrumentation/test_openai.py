@@ -51,7 +51,10 @@ def test_chat_create(server: StandInServer, instrumented: CapturedTelemetry) -> 
     assert span.attributes["gen_ai.usage.output_tokens"] == response.usage.completion_tokens
     assert span.attributes["gen_ai.response.id"] == response.id
     assert span.attributes["llm.cost.usd"] > 0
+    assert (span.attributes["server.address"], span.attributes["server.port"]) == ("127.0.0.1", server.port)
     assert_recorded(instrumented, response.usage.prompt_tokens, response.usage.completion_tokens)
+    assert {(p.attributes["server.address"], p.attributes["server.port"])
+            for p in instrumented.points("gen_ai.client.operation.duration")} == {("127.0.0.1", str(server.port))}
 
 
 def test_stream_without_usage_is_unpriced_with_the_reason_and_the_request_untouched(
