@@ -191,6 +191,19 @@ def client_server(client: Any) -> tuple[str, int | None] | None:
         return None
 
 
+def request_numbers(read: Callable[[str], Any], table: Sequence[tuple[str, str]]) -> dict[str, Any] | None:
+    """The numeric request parameters an SDK call was given: ``table`` maps the SDK's name to
+    the attribute key, ``read`` looks a name up; None when there is none (bools are no numbers)."""
+    found: dict[str, Any] | None = None
+    for name, key in table:
+        value = read(name)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if found is None:
+                found = {}
+            found[key] = value
+    return found
+
+
 Describe = Callable[[Any, dict[str, Any]], Request]
 Finish = Callable[[LLMCall, Any, Request], Any]
 AsyncFinish = Callable[[LLMCall, Any, Request], Awaitable[Any]]

@@ -29,6 +29,7 @@ from llm_otel.integrations._instrumentor import (
     observe_async_stream,
     observe_stream,
     open_call,
+    request_numbers,
     sync_wrapper,
 )
 from llm_otel.integrations._sdk_results import sdk_result_handlers
@@ -59,12 +60,7 @@ def _provider(instance: Any) -> str:
 
 def _describe(instance: Any, kwargs: dict[str, Any]) -> Request:
     model = kwargs.get("model")
-    attributes = None
-    for name, key in _REQUEST_NUMBERS:
-        value = kwargs.get(name)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            attributes = attributes or {}
-            attributes[key] = value
+    attributes = request_numbers(kwargs.get, _REQUEST_NUMBERS)
     return Request(
         _provider(instance), model if isinstance(model, str) else None, n.OP_CHAT, attributes,
         kwargs.get("messages"), kwargs.get("stream") is True,

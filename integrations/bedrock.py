@@ -32,7 +32,13 @@ from llm_otel.integrations._bedrock_payloads import (
     read_invoke_chunk,
     read_invoke_headers,
 )
-from llm_otel.integrations._instrumentor import SDKInstrumentor, Target, TelemetrySource, Wrapper
+from llm_otel.integrations._instrumentor import (
+    SDKInstrumentor,
+    Target,
+    TelemetrySource,
+    Wrapper,
+    request_numbers,
+)
 
 PROVIDER = "aws.bedrock"
 _SERVICE = "bedrock-runtime"
@@ -64,9 +70,7 @@ def _attributes(params: Mapping[str, Any]) -> dict[str, Any] | None:
     config = params.get("inferenceConfig")
     if not isinstance(config, Mapping):
         return None
-    found = {key: config[name] for name, key in _INFERENCE_NUMBERS
-             if isinstance(config.get(name), (int, float)) and not isinstance(config.get(name), bool)}
-    return found or None
+    return request_numbers(config.get, _INFERENCE_NUMBERS)
 
 
 def _operation(operation: str, model: str | None) -> str:

@@ -35,6 +35,7 @@ from llm_otel.integrations._instrumentor import (
     Target,
     Wrapper,
     async_wrapper,
+    request_numbers,
     sync_wrapper,
 )
 
@@ -70,12 +71,7 @@ def _model(model: Any) -> str | None:
 
 
 def _attributes(config: Any) -> dict[str, Any] | None:
-    found = {}
-    for name, key in _CONFIG_NUMBERS:
-        value = _field(config, name)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            found[key] = value
-    return found or None
+    return request_numbers(lambda name: _field(config, name), _CONFIG_NUMBERS)
 
 
 def _texts(content: Any) -> list[dict[str, str]]:

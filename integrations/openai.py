@@ -33,6 +33,7 @@ from llm_otel.integrations._instrumentor import (
     Wrapper,
     async_wrapper,
     client_server,
+    request_numbers,
     sync_wrapper,
 )
 from llm_otel.integrations._openai_compatible import ProviderResolver
@@ -46,10 +47,6 @@ _REQUEST_NUMBERS = (
     ("temperature", n.GEN_AI_REQUEST_TEMPERATURE),
     ("top_p", n.GEN_AI_REQUEST_TOP_P),
 )
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _server(resource: Any) -> tuple[str, int | None] | None:
@@ -66,12 +63,7 @@ class _Describer:
     def _common(self, instance: Any, kwargs: Mapping[str, Any]) -> tuple[str, str | None, dict[str, Any] | None]:
         provider = self.resolver.provider_of(getattr(instance, "_client", None))
         model = kwargs.get("model")
-        attributes = None
-        for name, key in _REQUEST_NUMBERS:
-            value = kwargs.get(name)
-            if _number(value):
-                attributes = attributes or {}
-                attributes[key] = value
+        attributes = request_numbers(kwargs.get, _REQUEST_NUMBERS)
         return provider, model if isinstance(model, str) else None, attributes
 
     def chat(self, instance: Any, kwargs: dict[str, Any], operation: str = n.OP_CHAT) -> Request:
