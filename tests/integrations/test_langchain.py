@@ -460,12 +460,13 @@ def test_concurrent_threads_each_stay_in_their_own_trace(
 async def test_web_requests_through_the_asgi_middleware_are_one_trace_each(
     telemetry: CapturedTelemetry, handler: LLMOtelCallbackHandler
 ) -> None:
-    asgi = pytest.importorskip("llm_otel.integrations.asgi")
-    httpx = pytest.importorskip("httpx")
+    import httpx
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import JSONResponse
     from starlette.routing import Route
+
+    from llm_otel.integrations import asgi
 
     chain = rag_chain(UsageChatModel(delay_s=0.001))
 

@@ -14,10 +14,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from opentelemetry import context as otel_context
-
-pytest.importorskip("llama_index.core")
-
 from genai_prices import Usage, calc_price
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -43,6 +39,7 @@ from llama_index.core.instrumentation.events.llm import (
 )
 from llama_index.core.llms import CustomLLM, MockLLM
 from llama_index.core.llms.callbacks import llm_completion_callback
+from opentelemetry import context as otel_context
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.trace import SpanKind, StatusCode
 

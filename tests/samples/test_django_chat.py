@@ -15,8 +15,6 @@ from llm_otel.tools.devserver import StandInServer
 
 from .conftest import ground_truth
 
-pytest.importorskip("django")
-
 REPO = Path(__file__).resolve().parents[2]
 
 

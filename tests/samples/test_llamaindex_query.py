@@ -5,9 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-
-pytest.importorskip("llama_index.core")
-
 from opentelemetry.trace import SpanKind
 
 from llm_otel import _names as n
