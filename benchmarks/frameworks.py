@@ -2,9 +2,9 @@
 
     python benchmarks/frameworks.py
 
-* LangChain: ``model.invoke()`` of a fake chat model (LangChain's own machinery,
-  no network) that reports usage like ChatOpenAI, with ``callbacks=[handler]``
-  against the same invoke with no callbacks.
+* LangChain: the handler on ``model.invoke()`` of a fake chat model, against the
+  invoke alone, ``@traced_llm`` around it and OpenLLMetry's LangChain
+  instrumentation (``langchain_handler.py``).
 * ASGI: requests/s of a Starlette app driven in-process (no server, no sockets:
   the ASGI callable is awaited with a prepared scope), with and without
   ``LLMOtelMiddleware``; the endpoint makes no LLM call, so the figure is the
@@ -17,69 +17,9 @@ import asyncio
 import time
 from typing import Any
 
-from _timing import Row, fmt_us, interleaved, sdk_providers
+from _timing import Row, fmt_us, sdk_providers
 
 import llm_otel
-
-
-def _langchain_model() -> Any:
-    from langchain_core.language_models import BaseChatModel
-    from langchain_core.messages import AIMessage
-    from langchain_core.outputs import ChatGeneration, ChatResult
-
-    class FakeUsageChatModel(BaseChatModel):
-        """Replies at once, with usage and response metadata shaped like ChatOpenAI's."""
-
-        model_name: str = "gpt-4o-mini"
-
-        @property
-        def _llm_type(self) -> str:
-            return "bench-fake-chat"
-
-        def _generate(self, messages: Any, stop: Any = None, run_manager: Any = None, **kwargs: Any) -> ChatResult:
-            message = AIMessage(
-                content="Paris.",
-                usage_metadata={"input_tokens": 120, "output_tokens": 30, "total_tokens": 150},
-                response_metadata={"model_name": "gpt-4o-mini-2024-07-18", "finish_reason": "stop",
-                                   "model_provider": "openai"},
-                id="chatcmpl-bench",
-            )
-            return ChatResult(generations=[ChatGeneration(message=message)])
-
-    return FakeUsageChatModel()
-
-
-def langchain_rows(calls: int, repeat: int) -> list[Row]:
-    try:
-        model = _langchain_model()
-        from llm_otel.integrations.langchain import LLMOtelCallbackHandler
-    except ImportError as exc:
-        return [Row("langchain", "handler on a fake chat model", "-", verdict="skipped", note=str(exc))]
-    tracer_provider, meter_provider = sdk_providers("batch")
-    llm_otel.configure(tracer_provider=tracer_provider, meter_provider=meter_provider, set_global=False)
-    from langchain_core.callbacks import BaseCallbackHandler
-
-    class EmptyHandler(BaseCallbackHandler):
-        """Receives every callback and does nothing: LangChain's own cost of having a handler."""
-
-        run_inline = True
-
-    with_handler = {"callbacks": [LLMOtelCallbackHandler()]}
-    with_empty = {"callbacks": [EmptyHandler()]}
-    best = interleaved({
-        "no callbacks": lambda: model.invoke("What is the capital of France?"),
-        "empty handler": lambda: model.invoke("What is the capital of France?", config=with_empty),
-        "handler": lambda: model.invoke("What is the capital of France?", config=with_handler),
-    }, max(calls // 20, 200), repeat)
-    llm_otel.shutdown()
-    tracer_provider.shutdown()
-    meter_provider.shutdown()
-    added = best["handler"] - best["no callbacks"]
-    ours = best["handler"] - best["empty handler"]
-    return [Row("langchain", "handler on a fake chat model", f"+{fmt_us(added)}",
-                f"{best['handler'] / best['no callbacks']:.2f}x invoke ({fmt_us(best['no callbacks'])})", "", "",
-                f"of which LangChain's callback dispatch {fmt_us(best['empty handler'] - best['no callbacks'])}, "
-                f"the handler's own work {fmt_us(ours)}")]
 
 
 def _starlette_app() -> Any:
@@ -157,8 +97,10 @@ def asgi_rows(calls: int, repeat: int) -> list[Row]:
     return rows
 
 
-def rows(calls: int, repeat: int) -> list[Row]:
-    return langchain_rows(calls, repeat) + asgi_rows(calls, repeat)
+def rows(calls: int, repeat: int, peers_python: list[str] | None = None, instructions: bool = True) -> list[Row]:
+    import langchain_handler
+
+    return langchain_handler.rows(calls, repeat, peers_python, instructions) + asgi_rows(calls, repeat)
 
 
 if __name__ == "__main__":

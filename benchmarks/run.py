@@ -8,12 +8,15 @@
 Sections: overhead (per call vs bare and vs a raw-SDK floor, both span
 processors), off (telemetry switched off), instrumentor (the openai SDK instrumentor
 against @traced_llm around the same call), streams, langchain and asgi
-(frameworks), imports, peers (other OpenAI instrumentations, skipped when not
+(frameworks; the LangChain handler also against @traced_llm and OpenLLMetry's
+LangChain instrumentation), imports, peers (other OpenAI instrumentations, skipped when not
 installed), pipeline (real Collector + Prometheus, skipped when not built),
 quality (groundedness scorer time per pair, embedding model memory, request-path
 cost of a scored call site), exit (flush and exit time per collector outage mode,
 fresh interpreters).
-Figures are ratios of variants measured in one process, interleaved; see
+Figures are ratios of variants measured in one process, interleaved; where
+valgrind is installed, the instrumentor and LangChain sections also count
+instructions per call (exact, and the verdict of those sections). See
 docs/performance.md for how to read them.
 """
 
@@ -32,7 +35,8 @@ from _timing import Row
 SECTIONS = ("overhead", "instrumentor", "streams", "frameworks", "imports", "peers", "pipeline", "quality", "exit")
 
 
-def collect(sections: list[str], calls: int, repeat: int, peers_python: list[str], seconds: float) -> list[Row]:
+def collect(sections: list[str], calls: int, repeat: int, peers_python: list[str], seconds: float,
+            instructions: bool = True) -> list[Row]:
     rows: list[Row] = []
     for section in sections:
         started = time.perf_counter()
@@ -47,7 +51,7 @@ def collect(sections: list[str], calls: int, repeat: int, peers_python: list[str
         elif section == "frameworks":
             import frameworks
 
-            rows += frameworks.rows(calls, repeat)
+            rows += frameworks.rows(calls, repeat, peers_python, instructions)
         elif section == "imports":
             import imports
 
@@ -55,7 +59,7 @@ def collect(sections: list[str], calls: int, repeat: int, peers_python: list[str
         elif section == "instrumentor":
             import instrumentor
 
-            rows += instrumentor.rows(calls, repeat)
+            rows += instrumentor.rows(calls, repeat, instructions)
         elif section == "peers":
             import peers
 
@@ -94,6 +98,8 @@ def main() -> int:
     parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated subset of {', '.join(SECTIONS)}")
     parser.add_argument("--peers-python", action="append", default=[], help="interpreter with peers (repeatable)")
     parser.add_argument("--pipeline-seconds", type=float, default=10.0)
+    parser.add_argument("--no-instructions", action="store_true",
+                        help="skip the callgrind instruction counts (the exact rows; valgrind)")
     args = parser.parse_args()
     sections = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = set(sections) - set(SECTIONS)
@@ -102,7 +108,7 @@ def main() -> int:
     calls, repeat = (5_000, 3) if args.quick else (20_000, 7)
     print(f"llm-otel benchmarks: Python {platform.python_version()}, {platform.machine()}, "
           f"{calls} calls per round, best of {repeat} interleaved rounds", file=sys.stderr)
-    rows = collect(sections, calls, repeat, args.peers_python, args.pipeline_seconds)
+    rows = collect(sections, calls, repeat, args.peers_python, args.pipeline_seconds, not args.no_instructions)
     print(table(rows))
     missed = [r for r in rows if r.verdict == "MISSED"]
     return 1 if missed else 0
