@@ -72,14 +72,29 @@ _ROLES = {"human": "user", "ai": "assistant", "system": "system", "developer": "
 _SYNTHETIC_ID_PREFIX = "lc_"
 
 
+# Whether a payload type is a mapping / a sequence of items, decided once per type: the ABC checks
+# are the dearest part of reading a payload (LangChain's objects are not registered with them).
+_TYPES_LIMIT = 512
+_mapping_types: dict[type, bool] = {dict: True}
+_list_types: dict[type, bool] = {list: True, tuple: True, str: False, bytes: False, bytearray: False}
+
+
+def is_mapping(value: Any) -> bool:
+    kind = type(value)
+    found = _mapping_types.get(kind)
+    if found is None:
+        found = isinstance(value, Mapping)
+        if len(_mapping_types) < _TYPES_LIMIT:
+            _mapping_types[kind] = found
+    return found
+
+
 def get(obj: Any, key: str) -> Any:
     """``obj[key]`` for mappings, ``obj.key`` otherwise; ``None`` whenever that fails."""
     if obj is None:
         return None
     try:
-        if isinstance(obj, Mapping):
-            return obj.get(key)
-        return getattr(obj, key, None)
+        return obj.get(key) if is_mapping(obj) else getattr(obj, key, None)
     except Exception:  # hostile __getattr__/__getitem__ must not reach the app
         return None
 
@@ -90,7 +105,13 @@ def text(value: Any, limit: int = _NAME_LIMIT) -> str | None:
 
 def is_list(value: Any) -> bool:
     """A sequence of items (not text or bytes, whose ``in`` and items behave differently)."""
-    return isinstance(value, Sequence) and not isinstance(value, (str, bytes, bytearray))
+    kind = type(value)
+    found = _list_types.get(kind)
+    if found is None:
+        found = isinstance(value, Sequence) and not isinstance(value, (str, bytes, bytearray))
+        if len(_list_types) < _TYPES_LIMIT:
+            _list_types[kind] = found
+    return found
 
 
 def number(value: Any) -> int | float | None:
@@ -144,10 +165,39 @@ class ModelRequest:
     prompt_version: str | None = None
 
 
+# What model_request reads, for its memo key (the values and their types: 1, 1.0 and True are equal keys).
+_PARAM_KEYS = ("model", "model_name", "model_id", "deployment_name", "azure_deployment", "_type", "temperature",
+               "max_tokens", "max_completion_tokens", "max_output_tokens")
+_META_KEYS = ("ls_model_name", "ls_provider", "ls_temperature", "ls_max_tokens", n.LLM_TASK_TYPE, n.LLM_PROMPT_NAME,
+              n.LLM_PROMPT_VERSION)
+_INIT_KEYS = ("model", "model_name", "model_id", "deployment_name")
+_REQUESTS_LIMIT = 256
+# Requests read from plain-dict payloads, shared by every start event with the same values (the
+# returned ModelRequest is never changed by its users). A full table stops admitting new keys.
+_requests: dict[tuple[Any, ...], ModelRequest] = {}
+
+
 def model_request(serialized: Any, invocation_params: Any, metadata: Any) -> ModelRequest:
-    params = invocation_params if isinstance(invocation_params, Mapping) else {}
-    meta = metadata if isinstance(metadata, Mapping) else {}
+    params = invocation_params if is_mapping(invocation_params) else {}
+    meta = metadata if is_mapping(metadata) else {}
     init = get(serialized, "kwargs")
+    if type(params) is not dict or type(meta) is not dict or (init is not None and type(init) is not dict):
+        return _read_request(params, meta, init)
+    values = (*map(params.get, _PARAM_KEYS), *map(meta.get, _META_KEYS),
+              *(map(init.get, _INIT_KEYS) if init is not None else ()))
+    key = (values, tuple(map(type, values)))
+    try:
+        found = _requests.get(key)
+    except Exception:  # an unhashable (or hostile) value where a name belongs: read it, do not keep it
+        return _read_request(params, meta, init)
+    if found is None:
+        found = _read_request(params, meta, init)
+        if len(_requests) < _REQUESTS_LIMIT:
+            _requests[key] = found
+    return found
+
+
+def _read_request(params: Mapping[str, Any], meta: Mapping[str, Any], init: Any) -> ModelRequest:
     request = ModelRequest()
     for source, keys in (
         (params, ("model", "model_name", "model_id", "deployment_name", "azure_deployment")),
@@ -245,7 +295,7 @@ def apply_llm_result(call: LLMCall, response: Any) -> list[str]:
         call.set_finish_reasons(reasons)
 
     llm_output = get(response, "llm_output")
-    if isinstance(llm_output, Mapping):
+    if is_mapping(llm_output):
         if not call.usage_known:
             usage = llm_output.get("token_usage") or llm_output.get("usage")
             if isinstance(usage, Mapping) and usage:

@@ -65,6 +65,7 @@ from llm_otel.integrations._langchain_payload import (
     first_prompt,
     get,
     is_hidden,
+    is_mapping,
     model_request,
     output_text,
     run_name,
@@ -420,10 +421,10 @@ class LLMOtelCallbackHandler(BaseCallbackHandler):
         if begun is None:
             return
         key, parent, root, telemetry = begun
-        if not isinstance(serialized, Mapping):
+        if not is_mapping(serialized):
             self._unknown("serialized_missing")
         params = kwargs.get("invocation_params")
-        if not isinstance(params, Mapping):
+        if not is_mapping(params):
             self._unknown("invocation_params_missing")
         request = model_request(serialized, params, metadata)
         if request.model is None:

@@ -913,3 +913,27 @@ def test_retrieved_documents_reach_the_scorer_of_the_answer_in_the_same_trace() 
         scores = [e.attributes["gen_ai.evaluation.score.label"] for s in telemetry.spans() for e in s.events
                   if e.name == "gen_ai.evaluation.result" and e.attributes["gen_ai.evaluation.name"] == "hallucination"]
         assert scores == ["supported", "unsupported"]
+
+
+def test_start_events_with_equal_but_differently_typed_values_are_read_apart() -> None:
+    from llm_otel.integrations import _langchain_payload as payload
+
+    def read(params: dict[str, Any]) -> dict[str, Any]:
+        return payload.model_request({"kwargs": {}}, {"model": "gpt-4o", **params}, {}).attributes
+
+    # 1, 1.0 and True are equal dict keys; the request memo must still read each as itself
+    assert read({"max_tokens": 1}) == {"gen_ai.request.max_tokens": 1}
+    assert read({"max_tokens": True}) == {}
+    assert read({"temperature": 1.0}) == {"gen_ai.request.temperature": 1.0}
+    assert type(read({"temperature": 1})["gen_ai.request.temperature"]) is int
+    # unhashable values are read every time, not kept
+    assert payload.model_request({}, {"model": ["not", "a", "name"], "max_tokens": 5}, {}).model is None
+
+
+def test_the_request_memo_stays_exact_when_full(monkeypatch: pytest.MonkeyPatch) -> None:
+    from llm_otel.integrations import _langchain_payload as payload
+
+    monkeypatch.setattr(payload, "_requests", {})
+    for index in range(payload._REQUESTS_LIMIT + 50):
+        assert payload.model_request({}, {"model": f"model-{index}"}, {}).model == f"model-{index}"
+    assert len(payload._requests) == payload._REQUESTS_LIMIT
