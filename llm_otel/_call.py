@@ -378,12 +378,13 @@ class LLMCall:
         self._span_server = (self.server_address, self.server_port)
         memo = self.spec.memo.start_attributes if cacheable and not self._request_attributes else None
         site_key = (self.provider, self.request_model, self.server_address, self.server_port)
+        telemetry = self.telemetry  # the attributes follow its settings (semconv keys): a new configure() renews
         if memo is not None:
-            found = memo.data.get(site_key)
+            found = memo.get(site_key, telemetry)
             if found is not None:
                 return found
         attributes: dict[str, Any] = dict(self.labels)
-        if self.telemetry.semconv == n.SEMCONV_LATEST:
+        if telemetry.semconv == n.SEMCONV_LATEST:
             for old, new in n.LATEST_SPAN_KEYS.items():
                 if old in attributes:
                     attributes[new] = attributes.pop(old)
@@ -404,7 +405,7 @@ class LLMCall:
             except Exception as exc:  # a hostile mapping costs its attributes only
                 internal_error("call.request_attributes", exc)
         if memo is not None:
-            memo.admit(site_key, attributes)
+            memo.admit(site_key, attributes, telemetry)
         return attributes
 
     def _finish(self, error: BaseException | str | None) -> None:

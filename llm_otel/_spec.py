@@ -45,8 +45,9 @@ class SiteMemo:
     """The call site's memo tables (see ``_memo``): span start attributes and metric series.
 
     Used only by calls whose labels are the site's own static labels (no ambient labels, no
-    per-call request attributes), the only calls whose derived values repeat; the series table
-    belongs to the recorder of the current ``configure()``.
+    per-call request attributes), the only calls whose derived values repeat; the start attributes
+    belong to the telemetry of the current ``configure()`` (its semconv keys), the series table to
+    its metrics recorder.
     """
 
     __slots__ = ("series", "start_attributes")

@@ -294,3 +294,19 @@ def test_latest_usage_counters_keep_counting_after_a_second_configure_on_the_sam
         llm_otel.shutdown()
         meter_provider.shutdown()
         tracer_provider.shutdown()
+
+
+def test_a_call_site_switches_keys_when_configure_switches_the_mode() -> None:
+    @llm_otel.traced_llm(provider="openai", model="gpt-4o-mini", prompt_name="answer")
+    def ask() -> dict[str, Any]:
+        return chat_response()
+
+    with capture() as default:
+        ask()
+        ask()  # the second call reads the site's memo of start attributes
+        assert all(n.LLM_PROMPT_NAME in (span.attributes or {}) for span in default.spans())
+    with capture(semconv_stability_opt_in="gen_ai_latest_experimental") as newer:
+        ask()
+        attributes = newer.span("chat gpt-4o-mini").attributes
+        assert attributes is not None
+        assert attributes[n.GEN_AI_PROMPT_NAME] == "answer" and n.LLM_PROMPT_NAME not in attributes
