@@ -172,11 +172,13 @@ _SCHEME_PORTS = {"https": 443, "http": 80}
 _servers: weakref.WeakKeyDictionary[Any, tuple[Any, tuple[str, int | None] | None]] = weakref.WeakKeyDictionary()
 
 
-def client_server(client: Any) -> tuple[str, int | None] | None:
-    """(host, port) of an SDK client's base URL, remembered per client and URL object (a
-    client's ``base_url`` can be replaced); None when the client has none usable."""
+def client_server(client: Any, url: Any = None) -> tuple[str, int | None] | None:
+    """(host, port) of an SDK client's base URL (``url`` when the SDK keeps it elsewhere),
+    remembered per client and URL object (a client's ``base_url`` can be replaced); None when
+    the client has none usable."""
     try:
-        url = getattr(client, "_base_url", None) or getattr(client, "base_url", None)
+        if url is None:
+            url = getattr(client, "_base_url", None) or getattr(client, "base_url", None)
         if url is None:
             return None
         known = _servers.get(client)

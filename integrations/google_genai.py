@@ -35,6 +35,7 @@ from llm_otel.integrations._instrumentor import (
     Target,
     Wrapper,
     async_wrapper,
+    client_server,
     request_numbers,
     sync_wrapper,
 )
@@ -60,6 +61,13 @@ def _field(value: Any, name: str) -> Any:
 
 def _provider(instance: Any) -> str:
     return VERTEX_AI if getattr(getattr(instance, "_api_client", None), "vertexai", False) else GEMINI
+
+
+def _server(instance: Any) -> tuple[str, int | None] | None:
+    """The endpoint the client sends to: Gemini's, a Vertex region's, or the ``base_url`` it was given."""
+    api_client = getattr(instance, "_api_client", None)
+    url = _field(getattr(api_client, "_http_options", None), "base_url")
+    return client_server(api_client, url=url) if isinstance(url, str) and url else None
 
 
 def _model(model: Any) -> str | None:
@@ -116,7 +124,8 @@ def _describe(operation: str) -> Describe:
         wants_text = operation != n.OP_EMBEDDINGS and adapter.current().wants_text
         messages = _messages(kwargs.get("contents"), config) if wants_text else None
         attributes = _attributes(config) if operation != n.OP_EMBEDDINGS else None
-        return Request(_provider(instance), _model(kwargs.get("model")), operation, attributes, messages)
+        return Request(_provider(instance), _model(kwargs.get("model")), operation, attributes, messages,
+                       server=_server(instance))
 
     return describe
 

@@ -373,3 +373,25 @@ def test_spans_land_in_the_tracer_provider_given(server: StandInServer, telemetr
     assert [s.name for s in exporter.get_finished_spans()] == [f"generate_content {MODEL}"] * 2
     assert telemetry.spans() == []
     assert telemetry.histogram_count("gen_ai.client.operation.duration") == 2  # metrics stay with the kit
+
+
+def test_the_server_the_client_sends_to_is_recorded(server: StandInServer,
+                                                    genai_instrumented: CapturedTelemetry) -> None:
+    c = client(server)
+    c.models.generate_content(model=MODEL, contents=PROMPT)
+    c.close()
+    host, port = server.gemini_base_url.split("//")[1].split("/")[0].split(":")
+    attributes = one_span(genai_instrumented).attributes
+    assert (attributes["server.address"], attributes["server.port"]) == (host, int(port))
+    assert {(p.attributes["server.address"], p.attributes["server.port"])
+            for p in genai_instrumented.points("gen_ai.client.operation.duration")} == {(host, port)}
+
+
+@pytest.mark.parametrize(("options", "expected"), [
+    ({"api_key": "test"}, ("generativelanguage.googleapis.com", 443)),
+    ({"vertexai": True, "project": "p", "location": "europe-west4"}, ("europe-west4-aiplatform.googleapis.com", 443)),
+])
+def test_default_endpoints_name_their_server(options: dict[str, Any], expected: tuple[str, int]) -> None:
+    from llm_otel.integrations.google_genai import _server
+
+    assert _server(genai.Client(**options).models) == expected
