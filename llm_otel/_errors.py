@@ -74,13 +74,32 @@ def is_rate_limit(exc: BaseException) -> bool:
         return False
 
 
+def _event_stream_error_type(exc: BaseException) -> str | None:
+    """``botocore.ModelStreamErrorException`` for an AWS event stream's error event: botocore raises
+    every one as ``EventStreamError``, so the class says nothing and the event's code says what failed.
+    The code is written as the service's exception shape (the class botocore raises before a stream)."""
+    cls = type(exc)
+    if cls.__name__ != "EventStreamError" or not cls.__module__.startswith("botocore"):
+        return None
+    code = _aws_error_code(exc)
+    if not code.isidentifier() or not code.isascii():
+        return None
+    return bounds.label(f"botocore.{code[0].upper()}{code[1:]}")
+
+
 def error_type(error: BaseException | str | None) -> str:
     """The ``error.type`` of a failure: one value for rate limits across providers, else the class.
 
     A string is an ``error.type`` already (callbacks that report no exception); ``None`` is unknown.
     """
     if isinstance(error, BaseException):
-        return n.RATE_LIMIT_ERROR_TYPE if is_rate_limit(error) else error_type_of(error)
+        if is_rate_limit(error):
+            return n.RATE_LIMIT_ERROR_TYPE
+        try:
+            named = _event_stream_error_type(error)
+        except Exception:  # exotic exception objects must not break classification
+            named = None
+        return named or error_type_of(error)
     return bounds.label(error) if error else n.UNKNOWN_VALUE
 
 

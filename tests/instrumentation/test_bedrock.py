@@ -258,7 +258,9 @@ def test_model_error_mid_stream_is_an_error_not_a_rate_limit(bedrock: Any, telem
     with pytest.raises(EventStreamError):
         converse_texts(response["stream"])
     span, = telemetry.spans()
-    assert span.attributes["error.type"] == "botocore.EventStreamError"
+    # named as botocore names the exception before a stream (ModelStreamErrorException), not EventStreamError
+    assert span.attributes["error.type"] == "botocore.ModelStreamErrorException"
+    assert telemetry.counter("llm.errors", error__type="botocore.ModelStreamErrorException") == 1
     assert telemetry.counter("llm.rate_limited") == 0
     assert telemetry.counter("llm.errors") == 1
 
