@@ -115,7 +115,7 @@ def instruction_rows(calls: int = 200) -> list[Row]:
         Row("instrumentor", "@traced_llm around it (instructions)", "+" + _instructions.fmt_instructions(traced)),
         Row("instrumentor", "llm_otel.instrument('openai') (instructions)",
             "+" + _instructions.fmt_instructions(instrumented), f"{ratio:.2f} x decorator", f"<= {TARGET:.2f} x",
-            ratio_verdict(ratio, TARGET), "simple processor; exact, the verdict of this section"),
+            ratio_verdict(ratio, TARGET), "simple processor; counted, the verdict of this section"),
     ]
 
 

@@ -16,7 +16,7 @@ cost of a scored call site), exit (flush and exit time per collector outage mode
 fresh interpreters).
 Figures are ratios of variants measured in one process, interleaved; where
 valgrind is installed, the instrumentor and LangChain sections also count
-instructions per call (exact, and the verdict of those sections). See
+instructions per call (steady whatever the load, and the verdict of those sections). See
 docs/performance.md for how to read them.
 """
 
@@ -99,7 +99,7 @@ def main() -> int:
     parser.add_argument("--peers-python", action="append", default=[], help="interpreter with peers (repeatable)")
     parser.add_argument("--pipeline-seconds", type=float, default=10.0)
     parser.add_argument("--no-instructions", action="store_true",
-                        help="skip the callgrind instruction counts (the exact rows; valgrind)")
+                        help="skip the callgrind instruction counts (the steady rows; valgrind)")
     args = parser.parse_args()
     sections = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = set(sections) - set(SECTIONS)
