@@ -26,6 +26,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from _timing import Row, child_env, nothing
+
 HERE = Path(__file__).resolve().parent
 _TOTALS = re.compile(rb"^(?:summary|totals): (\d+)", re.MULTILINE)
 
@@ -42,7 +44,7 @@ def counted(
     """Child side: each variant is warmed, then run between two marks, one variant after the other."""
     switches = switches or {}
     for name, fn in variants.items():
-        on, off = switches.get(name, (_nothing, _nothing))
+        on, off = switches.get(name, (nothing, nothing))
         on()
         for _ in range(max(calls // 4, 50)):
             fn()
@@ -61,8 +63,7 @@ def count(python: str, script: Path, args: Sequence[str], names: Sequence[str], 
         out = Path(folder) / "counts"
         command = ["valgrind", "--tool=callgrind", "--dump-before=getresgid", f"--callgrind-out-file={out}",
                    _real_executable(python), str(script), *args]
-        env = {**os.environ, "PYTHONHASHSEED": "0",
-               "PYTHONPATH": os.pathsep.join([str(HERE), str(HERE.parent), os.environ.get("PYTHONPATH", "")])}
+        env = {**child_env(), "PYTHONHASHSEED": "0"}
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env, cwd=HERE.parent)
         if done.returncode != 0:
             raise RuntimeError(f"{script.name} under callgrind failed:\n{done.stderr[-2000:]}")
@@ -94,5 +95,6 @@ def fmt_instructions(value: float) -> str:
     return f"{value / 1e6:.3f} M"
 
 
-def _nothing() -> None:
-    return None
+def unavailable_row(section: str) -> Row:
+    return Row(section, "instructions per call", "-", verdict="skipped",
+               note="valgrind not installed (apt-get install valgrind)")

@@ -9,14 +9,16 @@ one); absolute microseconds depend on the machine and are printed for context.
 from __future__ import annotations
 
 import gc
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import (
     BatchSpanProcessor,
     SimpleSpanProcessor,
@@ -43,6 +45,25 @@ class NullExporter(SpanExporter):
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         return SpanExportResult.SUCCESS
+
+
+class EmittedSpans(SpanProcessor):
+    """Which spans each instrumentation emitted, by instrumentation scope: proof that a variant did its work."""
+
+    def __init__(self) -> None:
+        self.names: set[tuple[str, str]] = set()
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self.names.add((span.instrumentation_scope.name if span.instrumentation_scope else "", span.name))
+
+    def by(self, scope: str) -> list[str]:
+        return sorted(name for emitted_by, name in self.names if emitted_by == scope)
+
+
+def child_env() -> dict[str, str]:
+    """The environment of a benchmark's child interpreter: the benchmarks and this checkout first on its path."""
+    here = Path(__file__).resolve().parent
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(here), str(here.parent), os.environ.get("PYTHONPATH", "")])}
 
 
 def sdk_providers(processor: str) -> tuple[TracerProvider, MeterProvider]:
@@ -77,7 +98,7 @@ def interleaved(
     best = {name: float("inf") for name in variants}
 
     def timed(name: str, fn: Callable[[], Any], count: int) -> float:
-        on, off = switches.get(name, (_nothing, _nothing))
+        on, off = switches.get(name, (nothing, nothing))
         on()
         try:
             return per_call_us(fn, count)
@@ -93,7 +114,7 @@ def interleaved(
     return best
 
 
-def _nothing() -> None:
+def nothing() -> None:
     return None
 
 

@@ -103,8 +103,7 @@ def measure(calls: int, repeat: int, processor: str = "batch") -> dict[str, floa
 
 def instruction_rows(calls: int = 200) -> list[Row]:
     if not _instructions.available():
-        return [Row("instrumentor", "instructions per call", "-", verdict="skipped",
-                    note="valgrind not installed (apt-get install valgrind)")]
+        return [_instructions.unavailable_row("instrumentor")]
 
     per_call = _instructions.count(sys.executable, Path(__file__), ["--instructions", str(calls)], NAMES, calls)
     traced = per_call["@traced_llm"] - per_call["bare"]

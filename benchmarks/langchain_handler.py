@@ -40,8 +40,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import _instructions  # noqa: E402
-from _timing import Row, fmt_us, interleaved, ratio_verdict, sdk_providers  # noqa: E402
-from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor  # noqa: E402
+import peers  # noqa: E402
+from _timing import EmittedSpans, Row, child_env, fmt_us, interleaved, nothing, ratio_verdict, sdk_providers  # noqa: E402
 
 DECORATOR_TARGET = 1.30
 PEER_MODULE, PEER_PACKAGE = "opentelemetry.instrumentation.langchain", "opentelemetry-instrumentation-langchain"
@@ -49,20 +49,7 @@ QUESTION = "What is the capital of France?"
 Variants = dict[str, Callable[[], Any]]
 
 
-class Emitted(SpanProcessor):
-    """Which spans each instrumentation emitted, by instrumentation scope: proof that a variant did its work."""
-
-    def __init__(self) -> None:
-        self.names: set[tuple[str, str]] = set()
-
-    def on_end(self, span: ReadableSpan) -> None:
-        self.names.add((span.instrumentation_scope.name if span.instrumentation_scope else "", span.name))
-
-    def by(self, scope: str) -> list[str]:
-        return sorted(name for emitted_by, name in self.names if emitted_by == scope)
-
-
-EMITTED = Emitted()
+EMITTED = EmittedSpans()
 
 
 def fake_chat_model() -> Any:
@@ -168,38 +155,24 @@ def counted_child(calls: int, with_peer: bool) -> None:
     timed, peer_on = variants("simple", with_peer)
     _instructions.counted(timed, calls)
     if peer_on is not None:  # on for the rest of the process
-        _instructions.counted({"openllmetry": timed["no callbacks"]}, calls, {"openllmetry": (peer_on, _nothing)})
+        _instructions.counted({"openllmetry": timed["no callbacks"]}, calls, {"openllmetry": (peer_on, nothing)})
     llm_otel.shutdown()
 
 
-def _peer_python(pythons: list[str]) -> str | None:
-    probe = f"import importlib.util, sys; sys.exit(0 if importlib.util.find_spec({PEER_MODULE!r}) else 1)"
-    pythons += [p for p in os.environ.get("LLM_OTEL_BENCH_PEERS_PYTHON", "").split(os.pathsep) if p]
-    for python in dict.fromkeys([*pythons, sys.executable]):
-        if Path(python).exists() and subprocess.run([python, "-c", probe], capture_output=True,
-                                                    timeout=60).returncode == 0:
-            return python
-    return None
-
-
-def _env() -> dict[str, str]:
-    return {**os.environ,
-            "PYTHONPATH": os.pathsep.join([str(HERE), str(HERE.parent), os.environ.get("PYTHONPATH", "")])}
+def _peer_python(given: list[str]) -> str | None:
+    """The first interpreter that has the peer (the same search as the openai peers)."""
+    return next((python for python in peers.candidates(given) if peers.installed(python, PEER_MODULE)), None)
 
 
 def _timed_in(python: str, processor: str, calls: int, repeat: int, with_peer: bool) -> dict[str, Any]:
     command = [python, str(Path(__file__)), "--child", processor, "--calls", str(calls), "--repeat", str(repeat)]
     if with_peer:
         command.append("--with-peer")
-    done = subprocess.run(command, capture_output=True, text=True, timeout=1800, env=_env(), cwd=HERE.parent)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=1800, env=child_env(), cwd=HERE.parent)
     if done.returncode != 0:
         raise RuntimeError(f"langchain benchmark ({processor}) failed:\n{done.stderr[-2000:]}")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
-
-
-def _nothing() -> None:
-    return None
 
 
 # ----------------------------------------------------------------------------- parent
@@ -226,8 +199,7 @@ def rows(calls: int, repeat: int, peers_python: list[str] | None = None, instruc
     if counts:
         out += _section_rows(counts, "instructions", _instructions.fmt_instructions, judge=True)
     elif instructions:
-        out.append(Row("langchain", "instructions per call", "-", verdict="skipped",
-                       note="valgrind not installed (apt-get install valgrind)"))
+        out.append(_instructions.unavailable_row("langchain"))
     if peer_python is None:
         out.append(Row("langchain", "openllmetry", "-", verdict="skipped",
                        note=f"not installed: pip install {PEER_PACKAGE} (or --peers-python)"))

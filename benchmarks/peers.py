@@ -107,9 +107,8 @@ def _instrument(peer: str, tracer_provider: Any, meter_provider: Any) -> Callabl
 
 
 def child(peer: str, processor: str, calls: int, repeat: int, switching: bool = True) -> dict[str, Any]:
-    from _timing import interleaved, sdk_providers
+    from _timing import EmittedSpans, interleaved, sdk_providers
     from opentelemetry import metrics, trace
-    from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
     from overhead import make_floor, sdk_facts
 
     import llm_otel
@@ -117,17 +116,7 @@ def child(peer: str, processor: str, calls: int, repeat: int, switching: bool = 
     os.environ["TRACELOOP_TRACE_CONTENT"] = "false"  # OpenLLMetry records prompts unless told not to
     tracer_provider, meter_provider = sdk_providers(processor)
 
-    class Names(SpanProcessor):
-        """Which spans each instrumentation emitted (by instrumentation scope)."""
-
-        def __init__(self) -> None:
-            self.names: set[tuple[str, str]] = set()
-
-        def on_end(self, span: ReadableSpan) -> None:
-            scope = span.instrumentation_scope.name if span.instrumentation_scope else ""
-            self.names.add((scope, span.name))
-
-    names = Names()
+    names = EmittedSpans()
     tracer_provider.add_span_processor(names)
     trace.set_tracer_provider(tracer_provider)
     metrics.set_meter_provider(meter_provider)
@@ -207,25 +196,27 @@ def run_child(python: str, peer: str, processor: str, calls: int, repeat: int) -
 def _run_child(python: str, peer: str, processor: str, calls: int, repeat: int, extra: list[str]) -> dict[str, Any]:
     command = [python, str(Path(__file__)), "--child", peer, "--processor", processor,
                "--calls", str(calls), "--repeat", str(repeat), *extra]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), str(HERE.parent), os.environ.get("PYTHONPATH", "")])}
-    done = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env, cwd=HERE.parent)
+    from _timing import child_env
+
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900, env=child_env(), cwd=HERE.parent)
     if done.returncode != 0:
         raise RuntimeError(f"{peer}/{processor} failed:\n{done.stderr[-2000:]}")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
 
 
-def interpreters(given: list[str] | None) -> list[str]:
-    """Where to look for peers: --python (repeatable), $LLM_OTEL_BENCH_PEERS_PYTHON (os.pathsep-separated),
-    then this interpreter. Each peer runs under the first one that has it installed."""
+def candidates(given: list[str] | None) -> list[str]:
+    """Where to look for peers, in order: --python (repeatable), $LLM_OTEL_BENCH_PEERS_PYTHON
+    (os.pathsep-separated), then this interpreter; those that exist."""
     found = list(given or [])
     found += [p for p in os.environ.get("LLM_OTEL_BENCH_PEERS_PYTHON", "").split(os.pathsep) if p]
     found.append(sys.executable)
-    usable = []
-    for python in dict.fromkeys(found):
-        if Path(python).exists() and installed(python, "openai") and installed(python, "httpx"):
-            usable.append(python)
-    return usable
+    return [python for python in dict.fromkeys(found) if Path(python).exists()]
+
+
+def interpreters(given: list[str] | None) -> list[str]:
+    """The candidates with the openai client. Each peer runs under the first one that has it installed."""
+    return [python for python in candidates(given) if installed(python, "openai") and installed(python, "httpx")]
 
 
 def rows(calls: int, repeat: int, pythons: list[str] | None = None) -> list[Any]:

@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.stack._support import missing_tool
+
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
 import _instructions  # noqa: E402
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(shutil.which("valgrind") is None and os.environ.get("CI") != "true",
-                       reason="valgrind not installed (scripts/setup.sh installs it)"),
-]
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True)
+def valgrind() -> None:
+    if shutil.which("valgrind") is None:
+        missing_tool("valgrind not installed (scripts/setup.sh installs it)")
 
 CHILD = '''
 import os, sys

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from typing import Any
 
@@ -16,6 +15,7 @@ from llm_otel import _embedding
 from llm_otel._grounding import claims_of, score_lexical
 from llm_otel._scorers import GroundednessScorer
 from llm_otel.testing import CapturedTelemetry, capture
+from tests.stack._support import in_ci
 
 CONTEXT = [
     "Acme Corp opened its Berlin office on March 3, 2021. The office employs 240 people.",
@@ -159,7 +159,7 @@ def test_bad_settings_are_rejected_with_the_variable_name(monkeypatch: pytest.Mo
 
 
 # the test install has the eval extra: in CI its absence is a failure, elsewhere a skip
-@pytest.mark.skipif(not _embedding.available() and os.environ.get("CI") != "true",
+@pytest.mark.skipif(not _embedding.available() and not in_ci(),
                     reason="needs the eval extra (wordllama)")
 def test_embedding_model_loads_offline_from_the_wheel_without_touching_root_logging() -> None:
     root = logging.getLogger()
